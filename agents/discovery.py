@@ -1,0 +1,59 @@
+"""Subscribe the CDC agent to table topics as source jobs create them (no restart needed).
+
+Faust cannot subscribe by pattern, so the CDC topic object holds an explicit list that grows:
+the topics that exist when the worker starts are found before it subscribes (one join instead of
+two), and a timer finds the ones created later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from agents.topics import CDC_PATTERN, cdc
+from app.main import app, settings
+from app.topics import list_topics
+
+logger = logging.getLogger(__name__)
+
+# Faust waits 45 s after a subscription change before resubscribing, to coalesce changes;
+# a new table should flow sooner than that.
+conductor: Any = app.topics
+conductor._resubscribe_sleep_lock_seconds = 3.0
+cdc_topics: list[str] = cdc.topics  # type: ignore[assignment]  # a list: see agents/topics.py
+
+
+def _new_topics(names: set[str]) -> list[str]:
+    return sorted(n for n in names if CDC_PATTERN.match(n) and n not in cdc_topics)
+
+
+def discover_at_start() -> None:
+    """Blocking, before the event loop runs: add the CDC topics that already exist."""
+    found: set[str] = set()
+
+    def probe() -> None:
+        try:
+            found.update(asyncio.run(list_topics(settings.bootstrap_servers)))
+        except Exception as exc:  # the broker may not be up yet; the timer catches up
+            logger.warning("could not list topics at start: %s", exc)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(20)
+    cdc_topics.extend(_new_topics(found))
+
+
+@app.timer(interval=3.0)
+async def discover_cdc_topics() -> None:
+    new = _new_topics(await list_topics(settings.bootstrap_servers))
+    if not new:
+        return
+    # The iterator clones of this topic share its list, so the running agent sees the names.
+    cdc_topics.extend(new)
+    conductor._flag_changes()
+    logger.info("subscribing to new CDC topics: %s", ", ".join(new))
+
+
+discover_at_start()

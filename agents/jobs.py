@@ -1,0 +1,80 @@
+"""Source jobs bound to partitions of the control topic.
+
+Each source job is bound to one partition (slot) of the control topic. Kafka's group protocol gives
+every partition to exactly one worker, so the worker that owns slot p runs the jobs of slot p.
+When a worker dies its slots move to the living, and their jobs resume from committed progress;
+for the moment two workers overlap during a rebalance, the job's transactional id fences the older.
+The control topic also carries commands for jobs (later: re-snapshot); today they are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import mode
+from faust import StreamT
+
+from agents.topics import control
+from app.main import app, pipeline, settings
+from app.status import STATUS
+from app.topics import COMPACTED, TopicSpec, ensure_topics, positions_topic
+from sources.job import SourceJob
+
+logger = logging.getLogger(__name__)
+
+_running: dict[str, asyncio.Task[None]] = {}
+
+
+def slot_of(job: str) -> int:
+    """Jobs take slots in pipeline order, so N jobs spread over up to N workers."""
+    names = [s.name for s in pipeline.sources]
+    return names.index(job) % settings.control_partitions
+
+
+@app.agent(control)
+async def job_commands(stream: StreamT[bytes]) -> None:
+    async for key, value in stream.items():
+        logger.info("job command %r: %r", key, value)
+
+
+async def _ensure_topics() -> None:
+    await ensure_topics(
+        settings.bootstrap_servers, [TopicSpec(positions_topic(settings.app_id), 1, COMPACTED)]
+    )
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]
+async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    slots = {tp.partition for tp in assigned if tp.topic == control.get_topic_name()}
+    wanted = {s.name for s in pipeline.sources if settings.run_sources and slot_of(s.name) in slots}
+    for name in list(_running):
+        if name not in wanted:
+            logger.info("source job %s moves to another worker; stopping it here", name)
+            _running.pop(name).cancel()
+            STATUS.jobs.pop(name, None)
+    missing = [s for s in pipeline.sources if s.name in wanted and s.name not in _running]
+    if missing:
+        await _ensure_topics()
+    for source in missing:
+        job = SourceJob(source, settings)
+        STATUS.jobs[source.name] = job.status
+        _running[source.name] = asyncio.ensure_future(job.run())
+        logger.info("source job %s starts here (slot %d)", source.name, slot_of(source.name))
+
+
+async def stop_all_jobs() -> None:
+    tasks = list(_running.values())
+    _running.clear()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@app.service
+class JobRunner(mode.Service):
+    """Stops this worker's source jobs when the worker stops."""
+
+    async def on_stop(self) -> None:
+        await stop_all_jobs()

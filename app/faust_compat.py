@@ -1,0 +1,86 @@
+"""Fixes to faust-streaming 0.15.3 that exactly-once failover needs, applied at app start.
+
+Under ``processing_guarantee="exactly_once"`` Faust takes changelog highwaters from aiokafka's
+``last_stable_offset(tp)``, which stays ``None`` until the partition has been fetched once. Faust
+maps that to -1, so a worker taking over a partition skips table recovery, or crashes with
+"persisted offset ... is higher than ... highwater (N > -1)". The broker knows the last stable
+offset: a ListOffsets request from a read_committed consumer (``end_offsets``) returns it. So ask
+the broker, and fall back to the fetched highwater where only a synchronous answer will do.
+
+Faust also commits through per-partition transactional producers that may not be in a
+transaction: ``begin_transaction`` failures are only logged (PITFALLS.md §1.6; every rebalance logs
+"IN_TRANSACTION -> IN_TRANSACTION"). ``send_offsets_to_transaction`` then raises
+``IllegalOperation("Not in the middle of a transaction")``; on shutdown that aborts the consumer's
+stop, its thread keeps running after the event loop closed, and the worker never exits. So a
+producer found outside a transaction begins one before the offsets are sent, and one whose
+transaction failed makes the worker crash as Faust does for a fenced producer (seen once under
+heavy load: a sender error left a producer in FATAL_ERROR); restarting from committed offsets is
+what keeps the output complete on a broker that hides aborted transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+from aiokafka.errors import ProducerFenced
+from aiokafka.producer.transaction_manager import TransactionState
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
+from faust.types import TP
+
+_applied = False
+
+
+async def _highwaters(self: AIOKafkaConsumerThread, partitions: list[TP]) -> Mapping[TP, int]:
+    consumer = self._ensure_consumer()
+    # read_committed consumers get the last stable offset here, read_uncommitted the log end.
+    return cast(Mapping[TP, int], await consumer.end_offsets(partitions))
+
+
+def _highwater(self: AIOKafkaConsumerThread, tp: TP) -> int:
+    consumer = self._ensure_consumer()
+    if self.consumer.in_transaction:
+        lso = consumer.last_stable_offset(tp)
+        if lso is not None:
+            return cast(int, lso)
+    return cast(int, consumer.highwater(tp))
+
+
+async def _commit_transactions(
+    self: Any,
+    tid_to_offset_map: Mapping[str, Mapping[TP, int]],
+    group_id: str,
+    start_new_transaction: bool = True,
+) -> None:
+    for transactional_id, offsets in tid_to_offset_map.items():
+        async with self._trn_locks[transactional_id]:
+            producer = self._transaction_producers.get(transactional_id)
+            if producer is None:
+                continue  # revoked in the meantime: its offsets belong to the new owner
+            txn = producer._txn_manager
+            if txn.is_fatal_error():
+                # The producer's sender died (fenced, or an error the broker gave no name):
+                # its open transaction is lost. Crash as Faust does when fenced, so the worker
+                # restarts from committed offsets instead of going on without that output.
+                raise ProducerFenced(f"transactional producer {transactional_id} failed")
+            if txn.state == TransactionState.ABORTABLE_ERROR:
+                raise ProducerFenced(f"transaction of {transactional_id} must be aborted")
+            if not txn.is_in_transaction():
+                await producer.begin_transaction()
+            await producer.send_offsets_to_transaction(offsets, group_id)
+            await producer.commit_transaction()
+            if start_new_transaction:
+                await producer.begin_transaction()
+
+
+def apply_faust_fixes() -> None:
+    """Idempotent; patches the aiokafka consumer thread class of faust."""
+    global _applied
+    if _applied:
+        return
+    cls: Any = AIOKafkaConsumerThread
+    cls._highwaters = _highwaters
+    cls.highwater = _highwater
+    producer_cls: Any = Producer
+    producer_cls.commit_transactions = _commit_transactions
+    _applied = True

@@ -1,0 +1,1 @@
+"""The benchmark of the replication path: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,1 @@
+"""Faust tables, one per module, no logic."""

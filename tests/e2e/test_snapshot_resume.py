@@ -1,0 +1,103 @@
+"""SIGKILL of the worker in the middle of a snapshot, with the source changing all along.
+
+The restarted job must resume the snapshot after its last committed chunk (no committed chunk
+is read again), hand off to streaming at the first snapshot's position, and the target must end
+equal to the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from app.broker import EmbeddedBroker
+from devstack.mariadb import PrivateMariaDB
+from tests.e2e.test_failover import Churn
+from tests.e2e.test_walking_skeleton import _env, _pipeline
+from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.kafka import read_json
+from tests.support.worker import WorkerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
+COLUMNS = ["id", "n", "label"]
+ROWS = 20_000
+CHUNK = 500
+
+
+def test_snapshot_resumes_after_its_last_committed_chunk(
+    broker: EmbeddedBroker,
+    mariadb: PrivateMariaDB,
+    pg_url: str,
+    unique: str,
+    tmp_path: Path,
+    workers: Callable[..., WorkerProcess],
+) -> None:
+    database = f"snap_{unique}"
+    src = f"`{database}`.items"
+    conn = mariadb.connect()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{database}`")
+        cur.execute(f"CREATE TABLE {src} (id INT PRIMARY KEY, n INT, label VARCHAR(20))")
+        for start in range(1, ROWS + 1, 5000):
+            cur.executemany(
+                f"INSERT INTO {src} VALUES (%s, 0, 'seed')",
+                [(i,) for i in range(start, min(start + 5000, ROWS + 1))],
+            )
+    env = {
+        **_env(broker, _pipeline(tmp_path, mariadb, database, unique, pg_url), unique),
+        "SLUICE_SNAPSHOT_CHUNK_ROWS": str(CHUNK),
+    }
+    churn = Churn(mariadb, src, first_id=ROWS + 1)
+    w1 = workers(env, "w1")
+    churn.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                job = w1.status()["jobs"].get("shop", {})
+            except OSError:
+                job = {}
+            if job.get("snapshot_chunks", 0) >= 5:
+                break
+            time.sleep(0.05)
+        assert job.get("phase") == "snapshot", (job, w1.log_tail())
+        w1.kill()
+        w2 = workers(env, "w1-restarted")
+        w2.wait_ready()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            job = w2.status()["jobs"].get("shop", {})
+            if job.get("phase") == "streaming":
+                break
+            time.sleep(0.5)
+        assert job.get("phase") == "streaming", (job, w2.log_tail())
+        assert job["snapshot_resumed_after"] is not None, job
+    finally:
+        churn.stop.set()
+        churn.join()
+    assert churn.error is None, churn.error
+    assert churn.statements > 100
+
+    records = asyncio.run(read_json(broker.bootstrap, f"{unique}-positions", b"shop"))
+    # The table's key is one INT column, so each chunk's end key is [id].
+    chunk_ends = [r["snapshot"]["after"][0] for r in records if r["phase"] == "snapshot"]
+    # Every committed chunk ends after the one before: no committed chunk was read again.
+    assert chunk_ends == sorted(chunk_ends) and len(set(chunk_ends)) == len(chunk_ends)
+    assert len(chunk_ends) >= ROWS // CHUNK
+    final = records[-1]
+    assert final["phase"] == "streaming"
+    starts = {orjson.dumps(r["snapshot"]["start"]) for r in records if r["phase"] == "snapshot"}
+    assert len(starts) == 1, "streaming must start at the first snapshot's position"
+
+    wait_until_equal(
+        lambda: source_rows(conn, src, COLUMNS),
+        lambda: target_rows(pg_url, "items", COLUMNS),
+        timeout=180,
+        on_timeout=w2.log_tail,
+    )

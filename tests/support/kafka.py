@@ -1,0 +1,28 @@
+"""Read a whole topic partition from the real broker, for assertions on what was written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+async def read_json(
+    bootstrap: str, topic: str, key: bytes | None = None, partition: int = 0
+) -> list[Any]:
+    """Every record's JSON value in ``topic``/``partition`` (only ``key``'s when given)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        out: list[Any] = []
+        while await consumer.position(tp) < end:
+            for msgs in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                out += [orjson.loads(m.value) for m in msgs if key is None or m.key == key]
+        return out
+    finally:
+        await consumer.stop()
