@@ -16,17 +16,29 @@ producer found outside a transaction begins one before the offsets are sent, and
 transaction failed makes the worker crash as Faust does for a fenced producer (seen once under
 heavy load: a sender error left a producer in FATAL_ERROR); restarting from committed offsets is
 what keeps the output complete on a broker that hides aborted transactions.
+
+Faust keeps the transactional producer of a partition that a rebalance leaves with the same
+worker. But a worker that misses a generation (slow to rejoin under load) keeps partitions that
+another worker owned in between, and that worker's producer, same transactional id, fenced ours.
+The kept producer then fails on its next AddPartitionsToTxn and the worker crashes (seen in CI:
+the embedded broker answers PRODUCER_FENCED, which aiokafka reads as UnknownError). So every
+assignment starts fresh producers: one InitProducerId per transactional id per rebalance, while
+the stream is paused and the last transaction was committed at revocation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Set
 from typing import Any, cast
 
 from aiokafka.errors import ProducerFenced
 from aiokafka.producer.transaction_manager import TransactionState
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
 from faust.types import TP
+
+log = logging.getLogger(__name__)
 
 _applied = False
 
@@ -73,6 +85,23 @@ async def _commit_transactions(
                 await producer.begin_transaction()
 
 
+async def _on_rebalance(
+    self: Any, assigned: Set[TP], revoked: Set[TP], newly_assigned: Set[TP]
+) -> None:
+    producer = self.producer
+    kept = sorted(producer._transaction_producers)
+    for transactional_id in kept:
+        try:
+            await producer.stop_transaction(transactional_id)
+        except Exception as exc:  # a fenced producer may fail to stop: it is dropped anyway
+            log.warning("stopping transactional producer %s: %r", transactional_id, exc)
+    assigned_ids = sorted(self._tps_to_transactional_ids(assigned))
+    if assigned_ids:
+        self.log.info("Starting %d fresh transactional producers", len(assigned_ids))
+    for transactional_id in assigned_ids:
+        await producer.maybe_begin_transaction(transactional_id)
+
+
 def apply_faust_fixes() -> None:
     """Idempotent; patches the aiokafka consumer thread class of faust."""
     global _applied
@@ -83,4 +112,6 @@ def apply_faust_fixes() -> None:
     cls.highwater = _highwater
     producer_cls: Any = Producer
     producer_cls.commit_transactions = _commit_transactions
+    manager_cls: Any = TransactionManager
+    manager_cls.on_rebalance = _on_rebalance
     _applied = True
