@@ -6,6 +6,11 @@ maps that to -1, so a worker taking over a partition skips table recovery, or cr
 "persisted offset ... is higher than ... highwater (N > -1)". The broker knows the last stable
 offset: a ListOffsets request from a read_committed consumer (``end_offsets``) returns it. So ask
 the broker, and fall back to the fetched highwater where only a synchronous answer will do.
+The embedded broker's answer to a read_committed ListOffsets is wrong while a transaction is
+open on the partition (-1 or 0, not the transaction's first offset; seen as a survivor's crash:
+"persisted offset 8 > highwater -1"). So there the log end offset, asked by a read_uncommitted
+consumer, stands in: recovery then reads until the open transaction ends (the embedded broker
+shows aborted records anyway).
 
 Faust also commits through per-partition transactional producers that may not be in a
 transaction: ``begin_transaction`` failures are only logged (PITFALLS.md §1.6; every rebalance logs
@@ -32,11 +37,14 @@ import logging
 from collections.abc import Mapping, Set
 from typing import Any, cast
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ProducerFenced
 from aiokafka.producer.transaction_manager import TransactionState
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
 from faust.types import TP
+
+from app.kafka_compat import is_tansu_compat_enabled
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +53,20 @@ _applied = False
 
 async def _highwaters(self: AIOKafkaConsumerThread, partitions: list[TP]) -> Mapping[TP, int]:
     consumer = self._ensure_consumer()
+    if is_tansu_compat_enabled():
+        return await log_end_offsets(consumer._client._bootstrap_servers, partitions)
     # read_committed consumers get the last stable offset here, read_uncommitted the log end.
     return cast(Mapping[TP, int], await consumer.end_offsets(partitions))
+
+
+async def log_end_offsets(bootstrap: Any, partitions: list[TP]) -> dict[TP, int]:
+    """End offsets as a read_uncommitted consumer sees them (open transactions included)."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await probe.start()
+    try:
+        return cast(dict[TP, int], await probe.end_offsets(partitions))
+    finally:
+        await probe.stop()
 
 
 def _highwater(self: AIOKafkaConsumerThread, tp: TP) -> int:

@@ -269,3 +269,39 @@ async def test_transactional_producer_needs_compat_layer(broker: EmbeddedBroker)
         await producer.stop()
         if was_enabled:
             enable_tansu_compat()
+
+
+@pytest.mark.usefixtures("compat")
+async def test_highwater_with_an_open_transaction(
+    broker: EmbeddedBroker, admin: AIOKafkaAdminClient
+) -> None:
+    """Faust's changelog highwaters (app/faust_compat.py) stay a real offset while a transaction
+    is open on the partition; the embedded broker's read_committed answer there is wrong."""
+    from app.faust_compat import _highwaters
+
+    topic = unique("changelog")
+    await create_topic(admin, topic, partitions=1)
+    tp = TopicPartition(topic, 0)
+    await produce(broker, topic, partition=0, count=3)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=unique("t"))
+    reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_committed")
+    await producer.start()
+    await reader.start()
+    try:
+        await producer.begin_transaction()
+        await producer.send_and_wait(topic, b"open", partition=0)
+
+        class Thread:  # what _highwaters needs of faust's consumer thread
+            def _ensure_consumer(self) -> AIOKafkaConsumer:
+                return reader
+
+        raw = (await reader.end_offsets([tp]))[tp]
+        assert raw != 3  # the last stable offset; the embedded broker says -1 or 0
+        # Recovery may wait for the open transaction, but never stops short of a real record.
+        assert (await _highwaters(Thread(), [tp]))[tp] == 4  # type: ignore[arg-type]
+        await producer.commit_transaction()
+        # The commit marker takes an offset too.
+        assert (await _highwaters(Thread(), [tp]))[tp] == 5  # type: ignore[arg-type]
+    finally:
+        await reader.stop()
+        await producer.stop()
