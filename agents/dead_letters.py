@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 _producer: AIOKafkaProducer | None = None
 
 
-async def _get_producer() -> AIOKafkaProducer:
+async def plain_producer() -> AIOKafkaProducer:
+    """The worker's idempotent producer for records outside any Faust transaction."""
     global _producer
     if _producer is None:
         producer = AIOKafkaProducer(
@@ -48,7 +49,7 @@ async def send_dead_letter(message: Any, reason: str) -> None:
         "value": message.value.decode("utf-8", "replace") if message.value else None,
         "at": time.time(),
     }
-    producer = await _get_producer()
+    producer = await plain_producer()
     await producer.send_and_wait(
         dead_letter_topic(settings.app_id), encode(envelope), key=message.key, partition=0
     )
@@ -56,7 +57,7 @@ async def send_dead_letter(message: Any, reason: str) -> None:
 
 @app.service
 class DeadLetterProducer(mode.Service):
-    """Closes the dead-letter producer when the worker stops."""
+    """Closes the plain producer when the worker stops."""
 
     async def on_stop(self) -> None:
         global _producer

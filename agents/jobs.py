@@ -4,7 +4,10 @@ Each source job is bound to one partition (slot) of the control topic. Kafka's g
 every partition to exactly one worker, so the worker that owns slot p runs the jobs of slot p.
 When a worker dies its slots move to the living, and their jobs resume from committed progress;
 for the moment two workers overlap during a rebalance, the job's transactional id fences the older.
-The control topic also carries commands for jobs (later: re-snapshot); today they are logged.
+The control topic also carries commands for jobs, in the job's slot, so the worker running the
+job gets them: re-snapshot a table or a key range (sources/resnapshot.py, asked through
+app/views.py). A command for a job that is not running here (moving in a rebalance) is logged and
+dropped; the status view shows whether it was served.
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ from typing import Any
 import mode
 from faust import StreamT
 
+from agents.dead_letters import plain_producer
 from agents.topics import control
+from app.errors import ConfigError
 from app.main import app, pipeline, settings
 from app.status import STATUS
-from app.topics import COMPACTED, TopicSpec, ensure_topics, positions_topic
+from app.topics import COMPACTED, TopicSpec, control_topic, ensure_topics, positions_topic
 from sources.job import SourceJob
+from sources.resnapshot import ResnapshotRequest
 
 logger = logging.getLogger(__name__)
 
 _running: dict[str, asyncio.Task[None]] = {}
+_jobs: dict[str, SourceJob] = {}
 
 
 def slot_of(job: str) -> int:
@@ -36,7 +43,28 @@ def slot_of(job: str) -> int:
 @app.agent(control)
 async def job_commands(stream: StreamT[bytes]) -> None:
     async for key, value in stream.items():
-        logger.info("job command %r: %r", key, value)
+        try:
+            request = ResnapshotRequest.from_bytes(value, pipeline)
+        except (ConfigError, ValueError) as exc:
+            logger.error("job command %r refused: %s", key, exc)
+            continue
+        job = _jobs.get(request.source)
+        if job is None:
+            logger.warning("job command for %s, which does not run here: dropped", request.source)
+            continue
+        logger.info("source job %s: re-snapshot of %s asked", request.source, request.name)
+        job.request_resnapshot(request)
+
+
+async def send_command(request: ResnapshotRequest) -> None:
+    """To the job's slot of the control topic; returns once the broker has it."""
+    producer = await plain_producer()
+    await producer.send_and_wait(
+        control_topic(settings.app_id),
+        request.to_bytes(),
+        key=request.source.encode(),
+        partition=slot_of(request.source),
+    )
 
 
 async def _ensure_topics() -> None:
@@ -53,12 +81,13 @@ async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         if name not in wanted:
             logger.info("source job %s moves to another worker; stopping it here", name)
             _running.pop(name).cancel()
+            _jobs.pop(name, None)
             STATUS.jobs.pop(name, None)
     missing = [s for s in pipeline.sources if s.name in wanted and s.name not in _running]
     if missing:
         await _ensure_topics()
     for source in missing:
-        job = SourceJob(source, settings)
+        job = _jobs[source.name] = SourceJob(source, settings)
         STATUS.jobs[source.name] = job.status
         _running[source.name] = asyncio.ensure_future(job.run())
         logger.info("source job %s starts here (slot %d)", source.name, slot_of(source.name))
@@ -67,6 +96,7 @@ async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
 async def stop_all_jobs() -> None:
     tasks = list(_running.values())
     _running.clear()
+    _jobs.clear()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

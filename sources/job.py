@@ -43,6 +43,7 @@ from sources.mysql import (
 )
 from sources.position import BinlogPosition
 from sources.progress import JobProgress, read_progress
+from sources.resnapshot import ResnapshotRequest
 from sources.schema import TableSchema, load_schema, load_schemas
 from sources.schema_changes import PendingChange, control_event, partition_keys
 from sources.schema_history import SchemaHistory, refine
@@ -71,6 +72,8 @@ class JobStatus:
     resnapshots: int = 0
     last_heartbeat_at: float | None = None
     schema_changes: int = 0  # op "s"/"t" records published (each to every partition)
+    # Re-snapshots on demand (sources/resnapshot.py): the last one asked for and its progress.
+    on_demand: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -106,6 +109,13 @@ class SourceJob:
         self._history = SchemaHistory()
         self._pending: dict[tuple[str, str], list[PendingChange]] = {}
         self._topics: set[str] = set()
+        self._requests: asyncio.Queue[ResnapshotRequest] = asyncio.Queue()
+
+    def request_resnapshot(self, request: ResnapshotRequest) -> None:
+        """Read ``request``'s rows again between two binlog transactions (while streaming)."""
+        self.status.on_demand = {"table": request.name, "from": request.key_from,
+                                 "to": request.key_to, "state": "queued", "rows": 0}  # fmt: skip
+        self._requests.put_nowait(request)
 
     @property
     def transactional_id(self) -> str:
@@ -400,6 +410,8 @@ class SourceJob:
                 if item is not None:
                     await self._add_transaction(writer, item, last)
                     last = item.position
+                if not self._requests.empty():
+                    await self._serve_requests(writer, last)
                 due = loop.time() >= deadline
                 full = writer.pending_events >= self.settings.source_flush_events
                 if due or full:
@@ -574,9 +586,38 @@ class SourceJob:
         if now is not None:
             await self._snapshot_table(writer, now, last)
 
+    async def _serve_requests(self, writer: ChangeWriter, last: BinlogPosition) -> None:
+        """Re-snapshots asked for on demand, between two transactions of the stream."""
+        await self._publish_pending(writer)  # progress may not pass an unpublished change
+        while not self._requests.empty():
+            request = self._requests.get_nowait()
+            key = (request.database, request.table)
+            schema = (await self._describe_now([key]))[key]
+            status = self.status.on_demand or {}
+            if schema is None:
+                status["state"] = "failed: the table does not exist"
+                continue
+            status["state"] = "reading"
+            try:
+                rows = await self._snapshot_table(
+                    writer, schema, last, request.key_from, request.key_to, asked=True
+                )
+            except (TerminalError, ValueError) as exc:
+                logger.error("source job %s: re-snapshot of %s failed: %s",
+                             self.source.name, request.name, exc)  # fmt: skip
+                status["state"] = f"failed: {exc}"
+                continue
+            status.update(state="done", rows=rows)
+
     async def _snapshot_table(
-        self, writer: ChangeWriter, schema: TableSchema, last: BinlogPosition
-    ) -> None:
+        self,
+        writer: ChangeWriter,
+        schema: TableSchema,
+        last: BinlogPosition,
+        key_from: list[Any] | None = None,
+        key_to: list[Any] | None = None,
+        asked: bool = False,
+    ) -> int:
         """Read one table's rows now, mid-stream, tagged with the snapshot's position.
 
         Every chunk commits with the progress from before the statement that asked for it, so
@@ -585,20 +626,24 @@ class SourceJob:
         rows the snapshot holds (versioned writes), applied for the others.
         """
         name = f"{schema.database}.{schema.table}"
-        if self.source.snapshot == "never":
+        if self.source.snapshot == "never" and not asked:
             logger.warning("source job %s: snapshot never: %s not read", self.source.name, name)
-            return
+            return 0
         try:
             snap = await asyncio.to_thread(ConsistentSnapshot, self._address)
         except TerminalError as exc:
+            if asked:
+                raise
             logger.warning("source job %s: rows of %s not read: %s", self.source.name, name, exc)
-            return
+            return 0
         try:
             pos_key = snap.position.key()
             source = self._source_block(snap.position, int(time.time() * 1000), snapshot=True)
             out = await self._open(schema)
             out.raw = None
-            chunks = snap.chunks(schema, self.settings.snapshot_chunk_rows)
+            chunks = snap.chunks(
+                schema, self.settings.snapshot_chunk_rows, key_from=key_from, key_to=key_to
+            )
             rows_read = 0
             while (rows := await asyncio.to_thread(next, chunks, None)) is not None:
                 for row in rows:
@@ -609,6 +654,7 @@ class SourceJob:
                 "source job %s: %d rows of %s read at %s", self.source.name, rows_read, name,
                 snap.position,
             )  # fmt: skip
+            return rows_read
         finally:
             await asyncio.to_thread(snap.close)
 

@@ -79,11 +79,18 @@ class ConsistentSnapshot:
         self.position = BinlogPosition.at(file, int(status["binlog_snapshot_position"]))
 
     def chunks(
-        self, schema: TableSchema, chunk_rows: int, after: list[Any] | None = None
+        self,
+        schema: TableSchema,
+        chunk_rows: int,
+        after: list[Any] | None = None,
+        key_from: list[Any] | None = None,
+        key_to: list[Any] | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Rows in primary-key order, ``chunk_rows`` at a time, starting after key ``after``.
+        """Rows in primary-key order, ``chunk_rows`` at a time, starting after key ``after``,
+        within the inclusive key bounds ``key_from`` and ``key_to`` (None: unbounded).
 
-        A table without a primary key is read in one pass (it cannot be resumed in the middle).
+        A table without a primary key is read in one pass (it cannot be resumed in the middle,
+        and key bounds do not apply to it).
         """
         cols = ", ".join(quote_ident(c) for c in schema.column_names)
         table = f"{quote_ident(schema.database)}.{quote_ident(schema.table)}"
@@ -97,11 +104,21 @@ class ConsistentSnapshot:
         key_cols = ", ".join(quote_ident(c) for c in pk)
         holes = ", ".join(["%s"] * len(pk))
         last = [decode_key_value(v) for v in after] if after is not None else None
+        bounds: list[str] = []
+        bound_args: list[Any] = []
+        for op, bound in ((">=", key_from), ("<=", key_to)):
+            if bound is not None:
+                if len(bound) != len(pk):
+                    raise ValueError(f"key bound {bound!r} does not match the key {pk}")
+                bounds.append(f"({key_cols}) {op} ({holes})")
+                bound_args.extend(decode_key_value(v) for v in bound)
         while True:
-            where = f"WHERE ({key_cols}) > ({holes}) " if last is not None else ""
+            conds = [f"({key_cols}) > ({holes})"] if last is not None else []
+            where = " AND ".join(conds + bounds)
+            where = f"WHERE {where} " if where else ""
             sql = f"SELECT {cols} FROM {table} {where}ORDER BY {key_cols} LIMIT {chunk_rows}"
             with self._conn.cursor() as cur:
-                cur.execute(sql, last or ())
+                cur.execute(sql, [*(last or ()), *bound_args])
                 rows = list(cur.fetchall())
             if not rows:
                 return
