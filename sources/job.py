@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ from sources.binlog import (
     connection_settings,
 )
 from sources.ddl import TableChange, dropped_database, parse_ddl
+from sources.handoff import Handoff
 from sources.mysql import (
     SourceAddress,
     check_position_available,
@@ -374,10 +376,7 @@ class SourceJob:
         self.status.phase = "streaming"
         self.status.position = str(start)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[SourceTransaction | BaseException] = asyncio.Queue(maxsize=2000)
-
-        def emit(txn: SourceTransaction) -> None:
-            asyncio.run_coroutine_threadsafe(queue.put(txn), loop).result()
+        handoff: Handoff[SourceTransaction] = Handoff(loop)
 
         reader = BinlogReader(
             connection_settings(
@@ -390,21 +389,20 @@ class SourceJob:
 
         def run_reader() -> None:
             try:
-                reader.run(emit)
+                reader.run(handoff.put)
             except BaseException as exc:  # handed to the event loop, which re-raises it
-                asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
+                handoff.put(exc)
 
         thread = loop.run_in_executor(None, run_reader)
         last: BinlogPosition = start
         deadline = loop.time() + self.settings.source_flush_interval_s
         heartbeat_at = loop.time()
+        received: deque[SourceTransaction | BaseException] = deque()
         try:
             while True:
-                timeout = max(0.0, deadline - loop.time())
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout)
-                except TimeoutError:
-                    item = None
+                if not received:
+                    received.extend(await handoff.get_all(max(0.0, deadline - loop.time())))
+                item = received.popleft() if received else None
                 if isinstance(item, BaseException):
                     raise item
                 if item is not None:
@@ -427,6 +425,7 @@ class SourceJob:
                     deadline = loop.time() + self.settings.source_flush_interval_s
         finally:
             reader.stop()
+            handoff.close()
             # The reader wakes on the next heartbeat (1 s) and sees the stop flag.
             await asyncio.wait([thread], timeout=5)
 
