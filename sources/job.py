@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,34 @@ class _TableOut:
         self.head = ChangeWriter.batch_head(schema.database, schema.table, schema.to_json())
         self.key_columns = schema.key_columns
         self.normalise = row_normaliser(schema.columns)
+
+
+class _ItemBudget:
+    """How many items the reader thread may have handed over and the job not yet taken: the
+    bound on a streaming job's memory. One transaction (part) larger than the budget still
+    passes when nothing else is queued."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self._used and self._used + n > self._limit and not self._closed:
+                self._cond.wait()
+            self._used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 class SourceJob:
@@ -361,12 +390,17 @@ class SourceJob:
         writer.add(out.topic, out.partitions, encode_key(key_values), event, out.head)
 
     async def _stream(self, writer: ChangeWriter, start: BinlogPosition) -> None:
+        """Stream from ``start`` (a transaction boundary, or inside a split transaction: its
+        first event with ``row`` = the items committed, see sources/txn_parts.py)."""
         self.status.phase = "streaming"
         self.status.position = str(start)
         loop = asyncio.get_running_loop()
+        # Bounded in items, not transactions: parts of a large transaction are large.
+        budget = _ItemBudget(max(2 * self.settings.source_max_txn_rows, 10_000))
         queue: asyncio.Queue[SourceTransaction | BaseException] = asyncio.Queue(maxsize=2000)
 
         def emit(txn: SourceTransaction) -> None:
+            budget.acquire(len(txn.changes))
             asyncio.run_coroutine_threadsafe(queue.put(txn), loop).result()
 
         reader = BinlogReader(
@@ -376,6 +410,7 @@ class SourceJob:
             self.source.server_id,
             start,
             self.source.tables.matches,
+            self.settings.source_max_txn_rows,
         )
 
         def run_reader() -> None:
@@ -385,7 +420,7 @@ class SourceJob:
                 asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
 
         thread = loop.run_in_executor(None, run_reader)
-        last: BinlogPosition = start
+        last: BinlogPosition = start  # what a commit now would have covered: the resume point
         deadline = loop.time() + self.settings.source_flush_interval_s
         heartbeat_at = loop.time()
         try:
@@ -397,11 +432,16 @@ class SourceJob:
                     item = None
                 if isinstance(item, BaseException):
                     raise item
+                part = False
                 if item is not None:
+                    budget.release(len(item.changes))
                     await self._add_transaction(writer, item, last)
-                    last = item.position
+                    last = item.resume_point()
+                    # A part of a split transaction is committed at once: each Kafka
+                    # transaction stays small and short, and a crash repeats at most one part.
+                    part = not item.complete
                 due = loop.time() >= deadline
-                full = writer.pending_events >= self.settings.source_flush_events
+                full = part or writer.pending_events >= self.settings.source_flush_events
                 if due or full:
                     # Progress may not pass a schema change whose record is still unpublished.
                     await self._publish_pending(writer)
@@ -415,6 +455,7 @@ class SourceJob:
                     deadline = loop.time() + self.settings.source_flush_interval_s
         finally:
             reader.stop()
+            budget.close()  # a reader waiting for room must see the stop flag
             # The reader wakes on the next heartbeat (1 s) and sees the stop flag.
             await asyncio.wait([thread], timeout=5)
 
@@ -615,11 +656,14 @@ class SourceJob:
     async def _add_transaction(
         self, writer: ChangeWriter, txn: SourceTransaction, last: BinlogPosition
     ) -> None:
-        for index, item in enumerate(txn.changes):
-            pos = BinlogPosition(txn.position.file_seq, txn.position.pos, index, txn.position.file)
+        """Queue a transaction (or a part of one); ``last`` is the resume point before it."""
+        for k, item in enumerate(txn.changes):
+            pos = txn.item_position(k)
             if isinstance(item, Statement):
                 await self._on_statement(writer, item, pos, txn.ts_ms, last)
                 continue
+            if k and not k % 1000:
+                await asyncio.sleep(0)  # a large part must not starve the worker's event loop
             pos_key = pos.key()
             out = await self._row_table(item, pos_key)
             if out is None:
