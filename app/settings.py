@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     source_flush_events: int = Field(
         5000, ge=1, description="Most change events a source job puts in one Kafka transaction."
     )
+    source_max_txn_rows: int = Field(
+        20000,
+        ge=1,
+        description=(
+            "Most row changes of one source transaction in one Kafka transaction: a larger "
+            "source transaction is committed in parts, each a resume point."
+        ),
+    )
     snapshot_chunk_rows: int = Field(
         10000, ge=1, description="Rows per snapshot chunk: one Kafka transaction, one resume point."
     )

@@ -1,10 +1,12 @@
 """Binlog rows and DDL from a position, grouped into source transactions.
 
 The reader is synchronous (pymysqlreplication over PyMySQL), so it runs in a thread of its own
-and hands whole transactions to a callback. It checkpoints only at transaction boundaries: the
-position handed out with each transaction is the end of its commit (XID event, or a ``COMMIT``
-statement for non-transactional engines and ``CREATE TABLE … SELECT``), or of a standalone DDL
-statement, which is exactly where a restarted reader must resume.
+and hands transactions to a callback: whole, or in parts of at most ``max_items`` items
+(sources/txn_parts.py). The position handed out with a whole transaction (or its last part) is
+the end of its commit (XID event, or a ``COMMIT`` statement for non-transactional engines and
+``CREATE TABLE … SELECT``), or of a standalone DDL statement: where a restarted reader resumes.
+A part before the last says where its transaction starts, so a restarted reader can go back
+there and skip what was committed.
 
 Every row carries the schema of its own TABLE_MAP event (sources/table_map.py), so a row is
 described as it was written, not as the table is now. A DDL statement inside a transaction (the
@@ -16,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pymysqlreplication import BinLogStreamReader
@@ -32,44 +33,19 @@ from pymysqlreplication.row_event import (
 from sources.position import BinlogPosition
 from sources.schema import TableSchema
 from sources.table_map import table_map_schema
+from sources.txn_parts import RowChange, SourceTransaction, Statement, TransactionParts
+
+__all__ = ["BinlogReader", "RowChange", "SourceTransaction", "Statement", "connection_settings"]
 
 logger = logging.getLogger(__name__)
+
+# Events that can be the first of a transaction (MariaDB: its GTID event; MySQL: BEGIN).
+_OPENING = (MariadbGtidEvent, QueryEvent, TableMapEvent, WriteRowsEvent, UpdateRowsEvent,
+            DeleteRowsEvent)  # fmt: skip
 
 _TXN_BEGIN = frozenset({"BEGIN", "XA START", "START TRANSACTION"})
 _TXN_END = frozenset({"COMMIT", "ROLLBACK"})
 _MARIADB_GTID_STANDALONE = 0x01  # FL_STANDALONE: the group is one statement, no BEGIN/COMMIT
-
-
-@dataclass
-class RowChange:
-    database: str
-    table: str
-    op: str  # "c", "u" or "d"
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    # The row's own shape, from its table map; None only without binlog_row_metadata=FULL.
-    schema: TableSchema | None = None
-
-
-@dataclass
-class Statement:
-    """A DDL (or other non-row) statement, with the session database it ran in."""
-
-    sql: str
-    database: str | None
-
-
-@dataclass
-class SourceTransaction:
-    """All row changes and statements of one committed source transaction, in binlog order."""
-
-    position: BinlogPosition  # where to resume after this transaction
-    ts_ms: int
-    changes: list[RowChange | Statement] = field(default_factory=list)
-
-    @property
-    def statements(self) -> list[Statement]:
-        return [c for c in self.changes if isinstance(c, Statement)]
 
 
 def connection_settings(host: str, port: int, user: str, password: str) -> dict[str, Any]:
@@ -85,7 +61,12 @@ def connection_settings(host: str, port: int, user: str, password: str) -> dict[
 
 
 class BinlogReader:
-    """Reads the binlog from ``start`` and calls ``emit`` once per source transaction."""
+    """Reads the binlog from ``start`` and calls ``emit`` once per source transaction, or per
+    part of one with more than ``max_items`` items.
+
+    ``start`` with ``row = n`` is the first event of a split transaction whose first n items
+    were committed: they are read again and dropped.
+    """
 
     def __init__(
         self,
@@ -93,11 +74,13 @@ class BinlogReader:
         server_id: int,
         start: BinlogPosition,
         wants: Callable[[str, str], bool],
+        max_items: int = 20_000,
     ) -> None:
         self._settings = settings
         self._server_id = server_id
         self._start = start
         self._wants = wants
+        self._max_items = max_items
         self._stop = threading.Event()
         # Table id → schema of its table map, for the rows of the current transaction. Schemas
         # are interned per table, so an unchanged shape is the same object from one transaction
@@ -154,27 +137,36 @@ class BinlogReader:
             slave_heartbeat=1,
             enable_logging=False,
         )
-        changes: list[RowChange | Statement] = []
+        parts = TransactionParts(self._max_items, emit, self._start)
         in_txn = False
 
-        def flush(ev: Any) -> None:
-            nonlocal changes, in_txn
-            pos = BinlogPosition.at(stream.log_file, stream.log_pos)
-            emit(SourceTransaction(pos, ev.timestamp * 1000, changes))
-            changes, in_txn = [], False
+        def end(ev: Any) -> None:
+            nonlocal in_txn
+            parts.end(BinlogPosition.at(stream.log_file, stream.log_pos), ev.timestamp * 1000)
+            in_txn = False
             self._maps.clear()  # every row event follows its table map in its own transaction
 
         try:
             for ev in stream:
                 if self._stop.is_set():
                     return
+                if not parts.open and isinstance(ev, _OPENING):
+                    # The event that opens a transaction: the restart point before it, and
+                    # the anchor of a split transaction's items after it.
+                    after = ev.packet.log_pos
+                    parts.begin(
+                        BinlogPosition.at(stream.log_file, after - ev.packet.event_size),
+                        BinlogPosition.at(stream.log_file, after),
+                    )
                 if isinstance(ev, TableMapEvent):
                     self._on_table_map(ev)
                 elif isinstance(ev, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
                     if self._wants(ev.schema, ev.table):
-                        changes.extend(_row_changes(ev, self._maps.get(ev.table_id)))
+                        ts_ms = ev.timestamp * 1000
+                        for change in _row_changes(ev, self._maps.get(ev.table_id)):
+                            parts.add(change, ts_ms)
                 elif isinstance(ev, XidEvent):
-                    flush(ev)
+                    end(ev)
                 elif isinstance(ev, MariadbGtidEvent):
                     # A group without FL_STANDALONE ends with an XID or a COMMIT statement.
                     in_txn = not ev.flags & _MARIADB_GTID_STANDALONE
@@ -185,12 +177,12 @@ class BinlogReader:
                         in_txn = True
                         continue
                     if word in _TXN_END:
-                        flush(ev)  # rows of a non-transactional table, CREATE … SELECT
+                        end(ev)  # rows of a non-transactional table, CREATE … SELECT
                         continue
                     db = ev.schema.decode() if isinstance(ev.schema, bytes) else ev.schema
-                    changes.append(Statement(sql, db or None))
+                    parts.add(Statement(sql, db or None), ev.timestamp * 1000)
                     if not in_txn:
-                        flush(ev)  # a standalone statement: DDL, or DML run as a statement
+                        end(ev)  # a standalone statement: DDL, or DML run as a statement
         finally:
             stream.close()
 

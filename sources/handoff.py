@@ -6,8 +6,9 @@ itself in the profile (docs/PERFORMANCE.md): mostly the reader waiting for the G
 loop took. Here the thread appends to a deque; the waiting loop looks every ``poll_s`` (10 ms of
 latency at most) and is woken only when a batch of ``wake_at`` items piled up; a busy loop
 drains everything queued at once.
-A semaphore bounds the items in flight, so a slow pipeline holds the reader back instead of
-filling memory.
+A semaphore bounds the transactions in flight and an :class:`ItemBudget` their row changes (parts
+of a large transaction are large), so a slow pipeline holds the reader back instead of filling
+memory.
 """
 
 from __future__ import annotations
@@ -70,3 +71,31 @@ class Handoff(Generic[T]):
     def close(self) -> None:
         """Unblocks a producer waiting for room (the consumer has stopped)."""
         self._closed.set()
+
+
+class ItemBudget:
+    """How many items the reader thread may have handed over and the job not yet taken: the
+    bound on a streaming job's memory. One transaction (part) larger than the budget still
+    passes when nothing else is queued."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self._used and self._used + n > self._limit and not self._closed:
+                self._cond.wait()
+            self._used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

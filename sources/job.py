@@ -36,7 +36,7 @@ from sources.binlog import (
     connection_settings,
 )
 from sources.ddl import TableChange, dropped_database, parse_ddl
-from sources.handoff import Handoff
+from sources.handoff import Handoff, ItemBudget
 from sources.mysql import (
     SourceAddress,
     check_position_available,
@@ -373,10 +373,18 @@ class SourceJob:
         writer.add(out.topic, out.partitions, encode_key(key_values), event, out.head)
 
     async def _stream(self, writer: ChangeWriter, start: BinlogPosition) -> None:
+        """Stream from ``start`` (a transaction boundary, or inside a split transaction: its
+        first event with ``row`` = the items committed, see sources/txn_parts.py)."""
         self.status.phase = "streaming"
         self.status.position = str(start)
         loop = asyncio.get_running_loop()
         handoff: Handoff[SourceTransaction] = Handoff(loop)
+        # Bounded in items too, not only transactions: parts of a large transaction are large.
+        budget = ItemBudget(max(2 * self.settings.source_max_txn_rows, 10_000))
+
+        def emit(txn: SourceTransaction) -> None:
+            budget.acquire(len(txn.changes))
+            handoff.put(txn)
 
         reader = BinlogReader(
             connection_settings(
@@ -385,16 +393,17 @@ class SourceJob:
             self.source.server_id,
             start,
             self.source.tables.matches,
+            self.settings.source_max_txn_rows,
         )
 
         def run_reader() -> None:
             try:
-                reader.run(handoff.put)
+                reader.run(emit)
             except BaseException as exc:  # handed to the event loop, which re-raises it
                 handoff.put(exc)
 
         thread = loop.run_in_executor(None, run_reader)
-        last: BinlogPosition = start
+        last: BinlogPosition = start  # what a commit now would have covered: the resume point
         deadline = loop.time() + self.settings.source_flush_interval_s
         heartbeat_at = loop.time()
         received: deque[SourceTransaction | BaseException] = deque()
@@ -405,13 +414,18 @@ class SourceJob:
                 item = received.popleft() if received else None
                 if isinstance(item, BaseException):
                     raise item
+                part = False
                 if item is not None:
+                    budget.release(len(item.changes))
                     await self._add_transaction(writer, item, last)
-                    last = item.position
+                    last = item.resume_point()
+                    # A part of a split transaction is committed at once: each Kafka
+                    # transaction stays small and short, and a crash repeats at most one part.
+                    part = not item.complete
                 if not self._requests.empty():
                     await self._serve_requests(writer, last)
                 due = loop.time() >= deadline
-                full = writer.pending_events >= self.settings.source_flush_events
+                full = part or writer.pending_events >= self.settings.source_flush_events
                 if due or full:
                     # Progress may not pass a schema change whose record is still unpublished.
                     await self._publish_pending(writer)
@@ -426,6 +440,7 @@ class SourceJob:
         finally:
             reader.stop()
             handoff.close()
+            budget.close()  # a reader waiting for room must see the stop flag
             # The reader wakes on the next heartbeat (1 s) and sees the stop flag.
             await asyncio.wait([thread], timeout=5)
 
@@ -660,11 +675,14 @@ class SourceJob:
     async def _add_transaction(
         self, writer: ChangeWriter, txn: SourceTransaction, last: BinlogPosition
     ) -> None:
-        for index, item in enumerate(txn.changes):
-            pos = BinlogPosition(txn.position.file_seq, txn.position.pos, index, txn.position.file)
+        """Queue a transaction (or a part of one); ``last`` is the resume point before it."""
+        for k, item in enumerate(txn.changes):
+            pos = txn.item_position(k)
             if isinstance(item, Statement):
                 await self._on_statement(writer, item, pos, txn.ts_ms, last)
                 continue
+            if k and not k % 1000:
+                await asyncio.sleep(0)  # a large part must not starve the worker's event loop
             pos_key = pos.key()
             out = await self._row_table(item, pos_key)
             if out is None:

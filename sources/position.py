@@ -2,9 +2,10 @@
 
 The position is the idempotency key of the whole pipeline: every stateful step applies a change
 only if its position is newer than what it already holds for that key. A binlog change is placed
-at the end of its transaction's commit event plus its row index inside the transaction; a snapshot
-row is placed at the snapshot's binlog position with row index 0, so it sorts after every change
-the snapshot saw and before every change it did not.
+at the end of its transaction's commit event plus its row index inside the transaction (a
+transaction too large for one Kafka transaction: at the end of the event that opened it, see
+sources/txn_parts.py); a snapshot row is placed at the snapshot's binlog position with row index
+0, so it sorts after every change the snapshot saw and before every change it did not.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def binlog_file_seq(name: str) -> int:
 class BinlogPosition:
     """A point in one server's binlog: after the event that ends at ``pos`` in ``file``.
 
-    ``row`` orders the rows of one transaction; a resume point always has ``row == 0``.
+    ``row`` orders the rows of one transaction. A resume point has ``row == 0`` at a
+    transaction boundary; ``row == n`` means "inside the split transaction whose first event
+    starts at ``pos``: its first n items (indexes 0 … n-1) are committed".
     """
 
     file_seq: int
