@@ -19,7 +19,7 @@ is the table in docs/CHANGE_EVENTS.md; it was checked against Debezium's source
 ``"float"`` and FLOAT64 ``"double"``.
 
 What sluice does not know, and so never emits, is listed in docs/CHANGE_EVENTS.md: column default
-values in the schema, ``thread``, ``query``, ``gtid``, transaction metadata, and the
+values in the schema, ``thread``, ``query``, transaction metadata, and the
 ``__debezium.oldkey``/``__debezium.newkey`` headers of a primary-key change.
 """
 
@@ -714,7 +714,7 @@ class DebeziumTable:
             "ts_ns": ts_ms * 1_000_000,
             "table": self.table,
             "server_id": int(src.get("server_id") or 0),
-            "gtid": None,
+            "gtid": src.get("gtid"),
             "file": str(src.get("file") or ""),
             "pos": int(src.get("pos") or 0),
             "row": int(src.get("row") or 0),

@@ -22,7 +22,13 @@ from typing import Any
 
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.constants import NONE_SOURCE
-from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, XidEvent
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    XidEvent,
+)
 from pymysqlreplication.row_event import (
     DeleteRowsEvent,
     TableMapEvent,
@@ -131,6 +137,7 @@ class BinlogReader:
                 XidEvent,
                 QueryEvent,
                 MariadbGtidEvent,
+                GtidEvent,
                 HeartbeatLogEvent,
             ],
             # Heartbeats wake the loop while the source is idle, so stop() is honoured.
@@ -139,6 +146,7 @@ class BinlogReader:
         )
         parts = TransactionParts(self._max_items, emit, self._start)
         in_txn = False
+        mysql_gtid: str | None = None  # MySQL's GTID event comes before the transaction opens
 
         def end(ev: Any) -> None:
             nonlocal in_txn
@@ -158,6 +166,7 @@ class BinlogReader:
                         BinlogPosition.at(stream.log_file, after - ev.packet.event_size),
                         BinlogPosition.at(stream.log_file, after),
                     )
+                    parts.gtid, mysql_gtid = mysql_gtid, None
                 if isinstance(ev, TableMapEvent):
                     self._on_table_map(ev)
                 elif isinstance(ev, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
@@ -170,6 +179,9 @@ class BinlogReader:
                 elif isinstance(ev, MariadbGtidEvent):
                     # A group without FL_STANDALONE ends with an XID or a COMMIT statement.
                     in_txn = not ev.flags & _MARIADB_GTID_STANDALONE
+                    parts.gtid = ev.gtid
+                elif isinstance(ev, GtidEvent):
+                    mysql_gtid = ev.gtid
                 elif isinstance(ev, QueryEvent):
                     sql = ev.query.strip()
                     word = sql.upper()

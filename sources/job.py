@@ -339,12 +339,15 @@ class SourceJob:
         finally:
             await asyncio.to_thread(snap.close)
 
-    def _source_block(self, pos: BinlogPosition, ts_ms: int, snapshot: bool) -> dict[str, Any]:
+    def _source_block(
+        self, pos: BinlogPosition, ts_ms: int, snapshot: bool, gtid: str | None = None
+    ) -> dict[str, Any]:
         return {
             "server_id": self.source.server_id,
             "file": pos.file,
             "pos": pos.pos,
             "row": pos.row,
+            "gtid": gtid,
             "ts_ms": ts_ms,
             "snapshot": snapshot,
         }
@@ -690,7 +693,7 @@ class SourceJob:
             if self._pending and (item.database, item.table) in self._pending:
                 # The first row of a new shape: its schema-change record goes right before it.
                 await self._publish_pending(writer, (item.database, item.table), out.schema)
-            source = self._source_block(pos, txn.ts_ms, snapshot=False)
+            source = self._source_block(pos, txn.ts_ms, snapshot=False, gtid=txn.gtid)
             self._add_change(writer, out, item, pos_key, source)
 
     def _add_change(

@@ -58,6 +58,7 @@ class SourceTransaction:
     start: BinlogPosition | None = None
     anchor: BinlogPosition | None = None
     first: int = 0
+    gtid: str | None = None  # the server's GTID of the transaction, where it has one
 
     @property
     def statements(self) -> list[Statement]:
@@ -112,6 +113,7 @@ class TransactionParts:
         self._split = False
         self._drop = 0  # items of this transaction committed before a restart
         self._ts_ms = 0
+        self.gtid: str | None = None  # of the open transaction, set by the reader
 
     @property
     def open(self) -> bool:
@@ -150,10 +152,11 @@ class TransactionParts:
         self._items, self._start, self._anchor = [], None, None
         self._index = self._first = self._drop = 0
         self._split = False
+        self.gtid = None
 
     def _part(self, position: BinlogPosition | None) -> SourceTransaction:
         if not self._split:
-            return SourceTransaction(position, self._ts_ms, self._items)
+            return SourceTransaction(position, self._ts_ms, self._items, gtid=self.gtid)
         return SourceTransaction(
-            position, self._ts_ms, self._items, self._start, self._anchor, self._first
+            position, self._ts_ms, self._items, self._start, self._anchor, self._first, self.gtid
         )

@@ -113,3 +113,25 @@ def test_a_large_transaction_is_read_in_parts_and_resumed_inside(
     assert resume.row == 3 * PART and resume < big[-1].resume_point()
     again = _read(mariadb, unique, resume, end)
     assert _placed(big[:3]) + _placed(again) == _placed(big) + _placed(first[-1:])
+
+
+def test_transactions_carry_the_servers_gtid(
+    mariadb: PrivateMariaDB, conn: pymysql.connections.Connection, unique: str
+) -> None:
+    """Each transaction, whole or split, carries the GTID MariaDB gave it."""
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{unique}`.g (id INT PRIMARY KEY)")
+        start = current_position(conn)
+        gtids = []
+        for first, n in ((1, 100), (1000, PART + 100)):  # whole, then split in two parts
+            cur.execute("BEGIN")
+            cur.executemany(
+                f"INSERT INTO `{unique}`.g VALUES (%s)", [(i,) for i in range(first, first + n)]
+            )
+            cur.execute("COMMIT")
+            cur.execute("SELECT @@last_gtid")
+            gtids.append(cur.fetchone()[0])
+        until = current_position(conn)
+    parts = [t for t in _read(mariadb, unique, start, until) if t.changes]
+    assert {t.gtid for t in parts[:1]} == {gtids[0]}
+    assert len(parts) == 3 and {t.gtid for t in parts[1:]} == {gtids[1]}
