@@ -2,7 +2,8 @@
 
 Faust cannot subscribe by pattern, so the CDC topic object holds an explicit list that grows:
 the topics that exist when the worker starts are found before it subscribes (one join instead of
-two), and a timer finds the ones created later.
+two), a source job running here reports the ones it creates at once, and a timer finds those
+other workers create.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from app.topics import list_topics
 logger = logging.getLogger(__name__)
 
 # Faust waits 45 s after a subscription change before resubscribing, to coalesce changes;
-# a new table should flow sooner than that.
+# a new table should flow sooner than that. Every resubscription is a group rebalance.
 conductor: Any = app.topics
-conductor._resubscribe_sleep_lock_seconds = 3.0
+conductor._resubscribe_sleep_lock_seconds = 1.0
 cdc_topics: list[str] = cdc.topics  # type: ignore[assignment]  # a list: see agents/topics.py
 
 
@@ -45,15 +46,35 @@ def discover_at_start() -> None:
     cdc_topics.extend(_new_topics(found))
 
 
-@app.timer(interval=3.0)
-async def discover_cdc_topics() -> None:
-    new = _new_topics(await list_topics(settings.bootstrap_servers))
+def _subscribe(names: set[str]) -> None:
+    new = _new_topics(names)
     if not new:
         return
     # The iterator clones of this topic share its list, so the running agent sees the names.
     cdc_topics.extend(new)
     conductor._flag_changes()
     logger.info("subscribing to new CDC topics: %s", ", ".join(new))
+
+
+def topic_created(name: str) -> None:
+    """A source job of this worker created ``name``."""
+    _subscribe({name})
+
+
+def _subscribed() -> set[str]:
+    try:
+        return set(app.consumer._thread._ensure_consumer().subscription())  # type: ignore[attr-defined]
+    except Exception:  # no consumer yet
+        return set()
+
+
+@app.timer(interval=3.0)
+async def discover_cdc_topics() -> None:
+    _subscribe(await list_topics(settings.bootstrap_servers))
+    # Faust's conductor drops a change flagged while the group is rebalancing: flag it again
+    # until the consumer really subscribes to every topic in the list.
+    if not app.rebalancing and set(cdc_topics) - _subscribed():
+        conductor._flag_changes()
 
 
 discover_at_start()

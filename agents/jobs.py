@@ -20,6 +20,7 @@ import mode
 from faust import StreamT
 
 from agents.dead_letters import plain_producer
+from agents.discovery import topic_created
 from agents.topics import control
 from app.errors import ConfigError
 from app.main import app, pipeline, settings
@@ -88,6 +89,7 @@ async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         await _ensure_topics()
     for source in missing:
         job = _jobs[source.name] = SourceJob(source, settings)
+        job.on_topic_created = topic_created
         STATUS.jobs[source.name] = job.status
         _running[source.name] = asyncio.ensure_future(job.run())
         logger.info("source job %s starts here (slot %d)", source.name, slot_of(source.name))

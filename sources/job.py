@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +113,7 @@ class SourceJob:
         self._pending: dict[tuple[str, str], list[PendingChange]] = {}
         self._topics: set[str] = set()
         self._requests: asyncio.Queue[ResnapshotRequest] = asyncio.Queue()
+        self.on_topic_created: Callable[[str], None] = lambda _topic: None
 
     def request_resnapshot(self, request: ResnapshotRequest) -> None:
         """Read ``request``'s rows again between two binlog transactions (while streaming)."""
@@ -220,6 +222,8 @@ class SourceJob:
                 self.settings.bootstrap_servers, [TopicSpec(topic, self.settings.topic_partitions)]
             )
             self._topics.add(topic)
+            # This worker's CDC agent subscribes now instead of at its next topic listing.
+            self.on_topic_created(topic)
 
     async def _open(self, schema: TableSchema) -> _TableOut:
         """Start writing a table (its topic exists afterwards), or give it a new shape."""
