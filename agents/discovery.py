@@ -71,8 +71,13 @@ def _subscribed() -> set[str]:
 @app.timer(interval=3.0)
 async def discover_cdc_topics() -> None:
     _subscribe(await list_topics(settings.bootstrap_servers))
-    # Faust's conductor drops a change flagged while the group is rebalancing: flag it again
-    # until the consumer really subscribes to every topic in the list.
+
+
+@app.timer(interval=0.5)
+async def confirm_subscription() -> None:
+    """Faust's conductor drops a change flagged while the group is rebalancing (as at start,
+    when a source job creates its first topics): flag it again until the consumer really
+    subscribes to every topic in the list."""
     if not app.rebalancing and set(cdc_topics) - _subscribed():
         conductor._flag_changes()
 
