@@ -1,5 +1,10 @@
 """A SQL target written through SQLAlchemy: versioned upserts and deletes, progress alongside.
 
+Modes (docs/SINKS.md): ``upsert`` mirrors each table, as below for a table with a primary key
+and as a multiset of rows for one without (sinks/sql_keyless.py); ``append`` writes a change log
+(sinks/sql_append.py). Under ``consistency: exactly_once`` messages at or below the offset
+checked at assignment (:attr:`SqlTarget.resume_from`, sinks/resume.py) are skipped.
+
 Every row carries ``_sluice_pos``, the source position of the change that wrote it. A change is
 applied only if it is newer than what the row holds, and a delete leaves a tombstone with its
 position, so a change redelivered after a crash or an aborted transaction is a no-op and an older
