@@ -83,6 +83,13 @@ async def check(
     found = await record_anchor(bootstrap_servers, topic, partition, offset, timeout_s)
     if anchor is not None and found == anchor:
         target.resume_from[(topic, partition)] = offset
+        logger.info(
+            "sink %s: %s[%d] resumes after offset %d (anchor verified)",
+            target.config.name,
+            topic,
+            partition,
+            offset,
+        )
         return
     reason = "is missing" if found is None else "differs"
     logger.warning(
