@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import sqlalchemy.exc as sa_exc
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust import StreamT
 
 from agents.dead_letters import send_dead_letter
@@ -126,6 +126,18 @@ async def _check_resume(sink: SqlSink, batches: list[IncomingBatch], status: Sin
                 checked.clear()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+            except (PoisonRecord, sa_exc.SQLAlchemyError, KafkaError) as exc:
+                # Unchecked, nothing is skipped: every message is applied, as at_least_once.
+                logger.warning(
+                    "sink %s: progress of %s[%d] not checked (%s); applying every message",
+                    sink.name,
+                    *tp,
+                    exc,
+                )
+                built = _targets.get(sink.name)
+                if isinstance(built, SqlTarget):
+                    built.resume_from.pop(tp, None)
+                break
         checked.add(tp)
 
 

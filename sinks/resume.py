@@ -62,6 +62,9 @@ async def record_anchor(
             for record in got.get(tp, []):
                 # Past it: the record is gone (aborted, compacted) or the topic is another one.
                 return anchor_of(record.value) if record.offset == offset else None
+            end = consumer.highwater(tp)  # known after the first fetch, records or not
+            if end is not None and end <= offset:
+                return None  # the log ends before it: another, shorter topic
         return None
     finally:
         await consumer.stop()

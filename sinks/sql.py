@@ -277,7 +277,7 @@ class SqlTarget:
             found = inspector.get_columns(name, schema=self.metadata.schema)
             pk = inspector.get_pk_constraint(name, schema=self.metadata.schema)
             expected = self._target_key(schema)
-            if sorted(pk.get("constrained_columns") or []) != sorted(expected):
+            if list(pk.get("constrained_columns") or []) != list(expected):
                 raise self._refusal(
                     schema,
                     ddl or self._last_ddl.get((schema.database, schema.table)),

@@ -61,7 +61,7 @@ def apply(sink: SqlTarget, conn: sa.Connection, changes: Sequence[Change]) -> in
 
     if not changes:
         return 0
-    table = changes[-1][0].table  # the newest shape: it has every column the others have
+    table = changes[-1][0].table  # any shape: the name and the hidden columns are the same
     by_key: dict[str, list[Change]] = {}
     for change in changes:
         by_key.setdefault(change[1], []).append(change)
