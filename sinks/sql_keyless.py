@@ -71,6 +71,8 @@ def apply(sink: SqlTarget, conn: sa.Connection, changes: Sequence[Change]) -> in
     counts = _counts(conn, table, list(hashes.values()))
     applied = 0
     versions = []
+    deletes: list[dict[str, Any]] = []  # copies above "keep" of a key go
+    inserts: dict[int, tuple[sa.Table, list[dict[str, Any]]]] = {}  # per table shape
     for rk, items in by_key.items():
         h = hashes[rk]
         version = max(stored.get(rk, ""), floor)
@@ -96,14 +98,20 @@ def apply(sink: SqlTarget, conn: sa.Connection, changes: Sequence[Change]) -> in
         )
         low = min(before, n)
         if before > low:
-            conn.execute(table.delete().where(table.c[KEY_COLUMN] == h, table.c[COPY_COLUMN] > low))
+            deletes.append({"h": h, "keep": low})
         if n > low and insert is not None:
             tgt, ev = insert
             row = _decode_row(tgt, ev["after"], version)
-            conn.execute(
-                tgt.table.insert(),
-                [{**row, KEY_COLUMN: h, COPY_COLUMN: c} for c in range(low + 1, n + 1)],
-            )
+            rows = inserts.setdefault(id(tgt.table), (tgt.table, []))[1]
+            rows.extend({**row, KEY_COLUMN: h, COPY_COLUMN: c} for c in range(low + 1, n + 1))
+    if deletes:
+        stmt = table.delete().where(
+            table.c[KEY_COLUMN] == sa.bindparam("h"), table.c[COPY_COLUMN] > sa.bindparam("keep")
+        )
+        conn.execute(stmt, deletes)
+    for shape, rows in inserts.values():
+        for i in range(0, len(rows), 1000):
+            conn.execute(shape.insert(), rows[i : i + 1000])
     if versions:
         conn.execute(sink._versioned_upsert(sink.tombstones, ["row_key"], POS_COLUMN), versions)
     return applied
