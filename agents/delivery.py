@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import sqlalchemy.exc as sa_exc
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faust import StreamT
 
 from agents.dead_letters import send_dead_letter
@@ -26,6 +26,7 @@ from app.main import app, pipeline, settings
 from app.pipeline import DebeziumSink, SqlSink
 from app.records import ChangeBatch
 from app.status import STATUS, SinkStatus
+from sinks import resume
 from sinks.debezium import DebeziumTarget
 from sinks.sql import IncomingBatch, SqlTarget
 from sources.schema import TableSchema
@@ -35,6 +36,9 @@ logger = logging.getLogger(__name__)
 _targets: dict[str, SqlTarget | DebeziumTarget] = {}
 # The sinks this worker group writes (SLUICE_SINKS); fan-out runs one group per sink.
 ACTIVE_SINKS = [s for s in pipeline.sinks if settings.runs_sink(s.name)]
+# exactly_once sinks: the topic partitions whose stored progress was checked since the last
+# assignment (sinks/resume.py); a rebalance makes every partition be checked again.
+_checked: dict[str, set[tuple[str, int]]] = {}
 _TRANSIENT = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
@@ -71,6 +75,7 @@ async def _apply_retrying(name: str, batches: list[IncomingBatch], status: SinkS
             status.last_error = f"{type(exc).__name__}: {exc}"[:500]
             logger.warning("sink %s: target unavailable (%s); retry in %.1fs", name, exc, delay)
             _targets.pop(name, None)
+            _checked.pop(name, None)  # a new target knows no resume offsets: check again
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -96,6 +101,46 @@ async def _apply_isolating(
     return applied
 
 
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]
+async def _on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    _checked.clear()
+
+
+async def _check_resume(sink: SqlSink, batches: list[IncomingBatch], status: SinkStatus) -> None:
+    """exactly_once: on a partition's first message since the assignment, check its progress."""
+    checked = _checked.setdefault(sink.name, set())
+    for tp in dict.fromkeys((b.topic, b.partition) for b in batches):
+        if tp in checked:
+            continue
+        delay = 0.5
+        while True:
+            try:
+                target = await _target(sink.name)
+                assert isinstance(target, SqlTarget)
+                await resume.check(target, settings.bootstrap_servers, *tp)
+                break
+            except _TRANSIENT as exc:
+                status.retries += 1
+                logger.warning("sink %s: cannot check progress (%s); retry", sink.name, exc)
+                _targets.pop(sink.name, None)
+                checked.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except (PoisonRecord, sa_exc.SQLAlchemyError, KafkaError) as exc:
+                # Unchecked, nothing is skipped: every message is applied, as at_least_once.
+                logger.warning(
+                    "sink %s: progress of %s[%d] not checked (%s); applying every message",
+                    sink.name,
+                    *tp,
+                    exc,
+                )
+                built = _targets.get(sink.name)
+                if isinstance(built, SqlTarget):
+                    built.resume_from.pop(tp, None)
+                break
+        checked.add(tp)
+
+
 def _from_source(sink: SqlSink | DebeziumSink, batches: list[IncomingBatch]) -> list[IncomingBatch]:
     """The sink's own source's changes; other batches still count for its progress, empty."""
     tables = pipeline.source(sink.source).tables
@@ -112,6 +157,7 @@ def _decode(message: Any) -> IncomingBatch:
         b.table,
         TableSchema.from_json(b.database, b.table, b.schema),
         b.events,
+        resume.anchor_of(message.value),
     )
 
 
@@ -133,6 +179,8 @@ async def deliver(stream: StreamT[bytes]) -> None:
             status = STATUS.sinks[sink.name]
             faults.checkpoint("sink_before_write")
             mine = _from_source(sink, batches)
+            if isinstance(sink, SqlSink) and sink.consistency == "exactly_once":
+                await _check_resume(sink, mine, status)
             applied = await _apply_isolating(sink.name, mine, messages, status)
             # Written and committed in the target, offsets not yet committed in Kafka.
             faults.checkpoint("sink_after_write")

@@ -27,6 +27,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from app.errors import ConfigError
@@ -81,8 +82,21 @@ class SqlSink(_Model):
     url: SecretStr = Field(description="SQLAlchemy URL of the target database")
     source: str = Field(description="Name of the source whose tables this sink receives")
     tables: TableFilter = TableFilter()
-    mode: Literal["upsert"] = "upsert"
-    consistency: Literal["at_least_once"] = "at_least_once"
+    mode: Literal["upsert", "append"] = Field(
+        "upsert",
+        description=(
+            "upsert: mirror each source table (tables without a primary key as a multiset of "
+            "rows); append: one change-log row per source change in <table>_changes"
+        ),
+    )
+    consistency: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description=(
+            "at_least_once: redelivered changes are re-applied as no-ops (position versioning); "
+            "exactly_once: also skip messages at or below the stored offset, after checking "
+            "once per partition assignment that the stored offset still names the same record"
+        ),
+    )
     target_schema: str | None = Field(None, description="Schema for target tables")
     schema_changes: Literal["evolve", "freeze", "discard"] = Field(
         "evolve",
@@ -93,8 +107,19 @@ class SqlSink(_Model):
         ),
     )
     table_name: str = Field(
-        "{table}", description="Target table name; '{database}' and '{table}' are replaced."
+        "{table}",
+        description=(
+            "Target table name; '{database}' and '{table}' are replaced. Default '{table}', "
+            "and '{table}_changes' in mode append."
+        ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _append_table_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("mode") == "append" and "table_name" not in data:
+            return {**data, "table_name": "{table}_changes"}
+        return data
 
     @field_validator("url")
     @classmethod

@@ -1,5 +1,10 @@
 """A SQL target written through SQLAlchemy: versioned upserts and deletes, progress alongside.
 
+Modes (docs/SINKS.md): ``upsert`` mirrors each table, as below for a table with a primary key
+and as a multiset of rows for one without (sinks/sql_keyless.py); ``append`` writes a change log
+(sinks/sql_append.py). Under ``consistency: exactly_once`` messages at or below the offset
+checked at assignment (:attr:`SqlTarget.resume_from`, sinks/resume.py) are skipped.
+
 Every row carries ``_sluice_pos``, the source position of the change that wrote it. A change is
 applied only if it is newer than what the row holds, and a delete leaves a tombstone with its
 position, so a change redelivered after a crash or an aborted transaction is a no-op and an older
@@ -50,17 +55,23 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.schema import CreateColumn
 
 from app.errors import PoisonRecord
 from app.pipeline import SqlSink
 from app.records import CONTROL_OPS
-from sinks import sql_migrate
+from sinks import sql_append, sql_keyless, sql_migrate
 from sinks.sql_types import MYSQL_DIALECTS, decoder, sql_type
 from sources.schema import Column, TableSchema
 
 logger = logging.getLogger(__name__)
 
 POS_COLUMN = "_sluice_pos"
+KEY_COLUMN = "_sluice_key"
+COPY_COLUMN = "_sluice_copy"
+OP_COLUMN = "_sluice_op"
+TS_COLUMN = "_sluice_ts"
+ANCHOR_COLUMN = "anchor"
 # Fixed-width digits (sources/position.py): ASCII and a binary comparison on MySQL/MariaDB.
 POS_TYPE = sa.String(40).with_variant(
     mysql.VARCHAR(40, charset="ascii", collation="ascii_bin"), *MYSQL_DIALECTS
@@ -87,6 +98,8 @@ class IncomingBatch:
     table: str
     schema: TableSchema
     events: list[dict[str, Any]]
+    # What identifies the message in its topic (sinks/resume.py): stored with the progress.
+    anchor: str | None = None
 
 
 @dataclass
@@ -94,6 +107,7 @@ class _Target:
     table: sa.Table
     key_columns: tuple[str, ...]
     decoders: dict[str, Any]
+    kind: str = "keyed"  # keyed (upsert by primary key), keyless (upsert, no key), append
 
 
 @dataclass
@@ -145,10 +159,16 @@ class SqlTarget:
             sa.Column("offset", sa.BigInteger, nullable=False),
             sa.Column(POS_COLUMN, POS_TYPE),
             sa.Column("updated_at", sa.DateTime, server_default=sa.func.now()),
+            sa.Column(ANCHOR_COLUMN, KEY_HASH_TYPE, nullable=True),
             **self._table_options,
         )
         self.metadata.create_all(self.engine, [self.tombstones, self.progress])
         self._migrate_tombstones()
+        self._migrate_progress()
+        self.exactly_once = config.consistency == "exactly_once"
+        # exactly_once: per topic partition, the stored offset checked at assignment
+        # (sinks/resume.py); a message at or below it is skipped.
+        self.resume_from: dict[tuple[str, int], int] = {}
 
     def _mysql_table_options(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
@@ -187,6 +207,19 @@ class SqlTarget:
                 )
         logger.info("sink %s: %s rewritten with key hashes", self.config.name, t.name)
 
+    def _migrate_progress(self) -> None:
+        """Give a progress table of earlier builds its (nullable) anchor column."""
+        t = self.progress
+        found = sa.inspect(self.engine).get_columns(t.name, schema=t.schema)
+        if ANCHOR_COLUMN in {c["name"] for c in found}:
+            return
+        column = sa.Column(ANCHOR_COLUMN, KEY_HASH_TYPE, nullable=True)
+        ddl = CreateColumn(column).compile(dialect=self.engine.dialect)
+        name = self.engine.dialect.identifier_preparer.format_table(t)
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
+        logger.info("sink %s: %s given an anchor column", self.config.name, t.name)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -209,17 +242,28 @@ class SqlTarget:
             "change the target table by hand, or set schema_changes: discard)"
         )
 
+    def _kind(self, schema: TableSchema) -> str:
+        if self.config.mode == "append":
+            return "append"
+        return "keyed" if schema.primary_key else "keyless"
+
+    def _target_key(self, schema: TableSchema) -> tuple[str, ...]:
+        """The primary key of the target table of ``schema``."""
+        kind = self._kind(schema)
+        if kind == "append":
+            return (POS_COLUMN, KEY_COLUMN, COPY_COLUMN)
+        if kind == "keyless":
+            return (KEY_COLUMN, COPY_COLUMN)
+        return schema.primary_key
+
     def _target(self, schema: TableSchema, ddl: str | None = None) -> _Target:
         """The target table for rows of ``schema``: created, or evolved by the sink's policy."""
         cache_key = (schema.database, schema.table, schema.columns)
         target = self._targets.get(cache_key)
         if target is not None:
             return target
-        if not schema.primary_key:
-            raise PoisonRecord(
-                f"{schema.database}.{schema.table} has no primary key; the sql sink mirrors "
-                "only tables with one for now"
-            )
+        kind = self._kind(schema)
+        source_key = schema.primary_key if kind == "keyed" else ()
         name = self.target_name(schema.database, schema.table)
         qualified = f"{self.metadata.schema}.{name}" if self.metadata.schema else name
         if qualified in self.metadata.tables:  # the schema changed: describe the table anew
@@ -232,12 +276,13 @@ class SqlTarget:
         else:
             found = inspector.get_columns(name, schema=self.metadata.schema)
             pk = inspector.get_pk_constraint(name, schema=self.metadata.schema)
-            if list(pk.get("constrained_columns") or []) != list(schema.primary_key):
+            expected = self._target_key(schema)
+            if list(pk.get("constrained_columns") or []) != list(expected):
                 raise self._refusal(
                     schema,
                     ddl or self._last_ddl.get((schema.database, schema.table)),
                     f"its primary key is {tuple(pk.get('constrained_columns') or [])}, the "
-                    f"source's {schema.primary_key}",
+                    f"sink's {expected} (mode {self.config.mode})",
                 )
             existing = {c["name"]: c["type"] for c in found}
             plan = sql_migrate.plan(existing, schema.columns, self.engine.dialect)
@@ -253,30 +298,51 @@ class SqlTarget:
                 write = {n: c for n, c in plan.write.items() if n in existing}
             table = self._table(name, schema, write)
             if self.policy == "evolve" and (plan.add or plan.widen):
-                sql_migrate.apply_plan(self.engine, table, plan, schema.primary_key)
+                sql_migrate.apply_plan(self.engine, table, plan, source_key)
                 self._forget_targets(schema.database, schema.table)  # their types may be stale
-        target = _Target(table, schema.primary_key, {n: decoder(c) for n, c in write.items()})
+        target = _Target(table, schema.key_columns, {n: decoder(c) for n, c in write.items()}, kind)
         self._targets[cache_key] = target
         return target
 
     def _table(self, name: str, schema: TableSchema, write: dict[str, Column]) -> sa.Table:
+        kind = self._kind(schema)
+        source_key = schema.primary_key if kind == "keyed" else ()
         columns = [
             sa.Column(
                 c.name,
                 sql_type(write[c.name]),
-                primary_key=c.name in schema.primary_key,
+                primary_key=c.name in source_key,
                 # A mirror takes the source's key values as they are: no AUTO_INCREMENT (MySQL
                 # would replace a key of 0 with the next counter value) and no SERIAL.
                 autoincrement=False,
                 # Nullable: an added column must be addable to a table that already has rows.
-                nullable=c.name not in schema.primary_key,
+                nullable=c.name not in source_key,
             )
             for c in schema.columns
             if c.name in write
         ]
-        return sa.Table(
-            name, self.metadata, *columns, sa.Column(POS_COLUMN, POS_TYPE), **self._table_options
-        )
+        extra: list[sa.Column[Any]]
+        if kind == "keyed":
+            extra = [sa.Column(POS_COLUMN, POS_TYPE)]
+        elif kind == "keyless":
+            extra = [
+                sa.Column(KEY_COLUMN, KEY_HASH_TYPE, primary_key=True),
+                sa.Column(COPY_COLUMN, sa.Integer, primary_key=True, autoincrement=False),
+                sa.Column(POS_COLUMN, POS_TYPE),
+            ]
+        else:
+            extra = [
+                sa.Column(OP_COLUMN, sa.String(1), nullable=False),
+                sa.Column(POS_COLUMN, POS_TYPE, primary_key=True),
+                sa.Column(KEY_COLUMN, KEY_HASH_TYPE, primary_key=True),
+                sa.Column(COPY_COLUMN, sa.Integer, primary_key=True, autoincrement=False),
+                sa.Column(
+                    TS_COLUMN,
+                    sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *MYSQL_DIALECTS),
+                    nullable=True,
+                ),
+            ]
+        return sa.Table(name, self.metadata, *columns, *extra, **self._table_options)
 
     def _control(self, b: IncomingBatch, ev: dict[str, Any]) -> _After | None:
         """Act on an op "s"/"t" event before the rows; what remains for after them.
@@ -292,8 +358,8 @@ class SqlTarget:
         ddl = ev.get("ddl") or ""
         self._last_ddl[(b.database, b.table)] = ddl
         schema = b.schema
-        if not schema.primary_key or not schema.columns:
-            return None  # a table without a key is not mirrored (its rows are refused)
+        if not schema.columns:
+            return None
         try:
             if self.policy != "evolve":
                 self._report_unevolved(schema, ddl)
@@ -332,9 +398,16 @@ class SqlTarget:
         Replayed or outdated changes are counted too: they are written as no-ops. Control
         events shape the target before the rows (new columns, wider types) and, after the rows,
         delete what a truncate or drop removed and copy renamed columns; positions make that
-        order right whatever the interleaving of partitions in the call.
+        order right whatever the interleaving of partitions in the call. Under
+        ``exactly_once`` a message at or below its partition's :attr:`resume_from` offset is
+        skipped: neither applied nor counted.
         """
+        if self.exactly_once and self.resume_from:
+            batches = [b for b in batches if not self._already_applied(b)]
+        if self.config.mode == "append":
+            return self._apply_append(batches)
         latest: dict[tuple[str, str], dict[str, tuple[_Target, dict[str, Any]]]] = {}
+        keyless: dict[tuple[str, str], list[tuple[_Target, str, str, dict[str, Any]]]] = {}
         after: list[_After] = []
         for b in batches:
             if not self.wants(b.database, b.table):
@@ -352,6 +425,11 @@ class SqlTarget:
             if not rows:
                 continue
             target = self._target(b.schema)
+            if target.kind == "keyless":
+                keyless_changes = keyless.setdefault((b.database, b.table), [])
+                for rk, version, ev in _versioned(rows, target.key_columns):
+                    keyless_changes.append((target, rk, version, ev))
+                continue
             per_key = latest.setdefault((b.database, b.table), {})
             for ev in rows:
                 rk = _row_key(ev["key"], target.key_columns)
@@ -362,8 +440,36 @@ class SqlTarget:
         with self.engine.begin() as conn:
             for changes in latest.values():
                 applied += self._apply_table(conn, changes)
+            for items in keyless.values():
+                applied += sql_keyless.apply(self, conn, items)
             for todo in after:
                 applied += self._apply_after(conn, todo)
+            self._record_progress(conn, batches)
+        return applied
+
+    def _already_applied(self, b: IncomingBatch) -> bool:
+        stored = self.resume_from.get((b.topic, b.partition))
+        return stored is not None and b.offset <= stored
+
+    def _apply_append(self, batches: Sequence[IncomingBatch]) -> int:
+        """One change-log row per change; a redelivered change hits its primary key and is
+        dropped (sinks/sql_append.py)."""
+        rows: list[tuple[_Target, dict[str, Any]]] = []
+        for b in batches:
+            if not self.wants(b.database, b.table):
+                continue
+            target: _Target | None = None
+            for ev, copy in zip(b.events, _copies(b.events), strict=True):
+                if ev["op"] == "s":
+                    if not ev.get("dropped"):  # a dropped table's change log stays as it is
+                        self._control(b, ev)
+                    target = None
+                    continue
+                if target is None:
+                    target = self._target(b.schema)
+                rows.append((target, sql_append.row(target, ev, copy)))
+        with self.engine.begin() as conn:
+            applied = sql_append.insert(self, conn, rows)
             self._record_progress(conn, batches)
         return applied
 
@@ -500,21 +606,50 @@ class SqlTarget:
         )
 
     def _record_progress(self, conn: sa.Connection, batches: Iterable[IncomingBatch]) -> None:
-        last: dict[tuple[str, int], tuple[int, str]] = {}
+        last: dict[tuple[str, int], tuple[int, str, str | None]] = {}
         for b in batches:
             top = max((ev["pos"] for ev in b.events), default="")
             prev = last.get((b.topic, b.partition))
             if prev is None or prev[0] < b.offset:
-                last[(b.topic, b.partition)] = (b.offset, top)
+                last[(b.topic, b.partition)] = (b.offset, top, b.anchor)
         if not last:
             return
         conn.execute(
-            self._versioned_upsert(self.progress, [POS_COLUMN], "offset"),
+            self._versioned_upsert(self.progress, [POS_COLUMN, ANCHOR_COLUMN], "offset"),
             [
-                {"sink": self.config.name, "topic": t, "partition": p, "offset": o, POS_COLUMN: pos}
-                for (t, p), (o, pos) in last.items()
+                {
+                    "sink": self.config.name,
+                    "topic": t,
+                    "partition": p,
+                    "offset": o,
+                    POS_COLUMN: pos,
+                    ANCHOR_COLUMN: anchor,
+                }
+                for (t, p), (o, pos, anchor) in last.items()
             ],
         )
+
+    def stored_anchor(self, topic: str, partition: int) -> tuple[int, str | None] | None:
+        """The stored offset of a topic partition and the anchor of the record there."""
+        p = self.progress
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(p.c.offset, p.c[ANCHOR_COLUMN]).where(
+                    p.c.sink == self.config.name, p.c.topic == topic, p.c.partition == partition
+                )
+            ).first()
+        return None if found is None else (found[0], found[1])
+
+    def drop_progress(self, topic: str, partition: int) -> None:
+        """Forget a topic partition's progress (its topic is not the one it was stored for)."""
+        p = self.progress
+        with self.engine.begin() as conn:
+            conn.execute(
+                p.delete().where(
+                    p.c.sink == self.config.name, p.c.topic == topic, p.c.partition == partition
+                )
+            )
+        self.resume_from.pop((topic, partition), None)
 
     def stored_progress(self) -> dict[tuple[str, int], int]:
         with self.engine.connect() as conn:
@@ -528,6 +663,29 @@ class SqlTarget:
 
 def _row_key(key: dict[str, Any], columns: tuple[str, ...]) -> str:
     return orjson.dumps([key.get(c) for c in columns]).decode()
+
+
+def _copies(events: Sequence[dict[str, Any]]) -> list[int]:
+    """Per event: how many events before it in the message share its position and key
+    (identical rows of a keyless table read by one snapshot; else 0)."""
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for ev in events:
+        k = (ev["pos"], orjson.dumps(ev.get("key"), option=orjson.OPT_SORT_KEYS).decode())
+        out.append(seen.get(k, 0))
+        seen[k] = out[-1] + 1
+    return out
+
+
+def _versioned(
+    rows: Sequence[dict[str, Any]], key_columns: tuple[str, ...]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """(row key, version, event) per change of a keyless table: the version is the position
+    and the event's copy number at that position, fixed width so it compares as a string."""
+    return [
+        (_row_key(ev["key"], key_columns), f"{ev['pos']}.{copy:06d}", ev)
+        for ev, copy in zip(rows, _copies(rows), strict=True)
+    ]
 
 
 def _key_hash(row_key: str) -> str:

@@ -22,6 +22,20 @@ On a MySQL/MariaDB target:
 - BLOBs and GEOMETRY → ``LONGBLOB`` (likewise); BINARY(n) and VARBINARY(n) keep their type and
   length, so they can be part of a primary key (a BLOB cannot) and BINARY pads as the source does.
 - Character set and collation are set per table by the sink (utf8mb4, binary comparison), not here.
+
+Oracle and SQL Server (types only: the sink does not write to them yet; docs/TYPES.md has the
+table, tests/unit/test_sql_types.py compiles every entry in both dialects):
+
+- DATETIME and TIMESTAMP → Oracle ``TIMESTAMP`` (6 fractional digits), SQL Server
+  ``DATETIME2(6)``: their DATE and DATETIME drop microseconds. DATE → SQL Server ``DATE``.
+- FLOAT and DOUBLE → Oracle ``BINARY_FLOAT``/``BINARY_DOUBLE`` (IEEE, as the source; Oracle's
+  ``DOUBLE PRECISION`` is a decimal type that stops at 1e126).
+- DECIMAL beyond 38 digits (both stop at 38) → the decimal's text (``VARCHAR2``/``NVARCHAR``).
+- text → SQL Server ``NVARCHAR`` (its VARCHAR holds Unicode only under a UTF-8 collation),
+  ``NVARCHAR(max)`` past 4000 characters and for text types; Oracle ``VARCHAR2(n CHAR)`` up to
+  1000 characters (4000 bytes of 4-byte UTF-8), else ``CLOB``.
+- binary strings → SQL Server ``BINARY(n)``/``VARBINARY(n)``, else ``VARBINARY(max)`` (IMAGE is
+  deprecated); Oracle ``RAW(n)`` up to 2000 bytes, else ``BLOB``.
 """
 
 from __future__ import annotations
@@ -35,11 +49,19 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mssql, mysql, oracle
 
 from sources.schema import Column
 
 MYSQL_DIALECTS = ("mysql", "mariadb")
+# Oracle NUMBER and SQL Server DECIMAL hold at most 38 digits.
+_MAX_DIGITS_38 = 38
+# Characters a VARCHAR2(n CHAR) surely holds within its 4000 bytes (4-byte UTF-8); SQL Server's
+# NVARCHAR(n) goes up to 4000.
+_ORACLE_VARCHAR_CHARS = 1000
+_MSSQL_NVARCHAR_CHARS = 4000
+_MSSQL_VARBINARY_BYTES = 8000
+_ORACLE_RAW_BYTES = 2000
 _ARGS = re.compile(r"\(([^)]*)\)")
 _ENUM_MEMBER = re.compile(r"'((?:[^']|'')*)'")
 Decoder = Callable[[Any], Any]
@@ -90,10 +112,49 @@ class _NulFreeString(sa.types.TypeDecorator[str]):
 def _text(length: int | None = None) -> sa.types.TypeEngine[Any]:
     if length is None:
         generic: sa.types.TypeEngine[Any] = sa.Text()
-        return generic.with_variant(_NulFreeText(), "postgresql").with_variant(
-            mysql.LONGTEXT(), *MYSQL_DIALECTS
+        return (
+            generic.with_variant(_NulFreeText(), "postgresql")
+            .with_variant(mysql.LONGTEXT(), *MYSQL_DIALECTS)
+            .with_variant(mssql.NVARCHAR(), "mssql")  # NVARCHAR(max); TEXT is deprecated
         )
-    return sa.String(length).with_variant(_NulFreeString(length), "postgresql")
+    bounded: sa.types.TypeEngine[Any] = sa.String(length)
+    bounded = bounded.with_variant(_NulFreeString(length), "postgresql")
+    if length > _ORACLE_VARCHAR_CHARS:
+        bounded = bounded.with_variant(oracle.CLOB(), "oracle")
+    # SQL Server's VARCHAR holds Unicode only under a UTF-8 collation: NVARCHAR always does.
+    return bounded.with_variant(
+        mssql.NVARCHAR(length if length <= _MSSQL_NVARCHAR_CHARS else None), "mssql"
+    )
+
+
+def _datetime() -> sa.types.TypeEngine[Any]:
+    generic: sa.types.TypeEngine[Any] = sa.DateTime()
+    return (
+        generic.with_variant(mysql.DATETIME(fsp=6), *MYSQL_DIALECTS)
+        # Oracle DATE and SQL Server DATETIME would drop the microseconds.
+        .with_variant(oracle.TIMESTAMP(), "oracle")
+        .with_variant(mssql.DATETIME2(precision=6), "mssql")
+    )
+
+
+def _binary(length: int | None = None, fixed: bool = False) -> sa.types.TypeEngine[Any]:
+    """BINARY(n)/VARBINARY(n) keep their type where the target has one (they can be keys);
+    every other binary string is the target's unbounded binary type."""
+    generic: sa.types.TypeEngine[Any] = sa.LargeBinary()
+    if length is None:
+        return generic.with_variant(mysql.LONGBLOB(), *MYSQL_DIALECTS).with_variant(
+            mssql.VARBINARY(),
+            "mssql",  # VARBINARY(max); IMAGE is deprecated
+        )
+    mine = mysql.BINARY(length) if fixed else mysql.VARBINARY(length)
+    fits = length <= _MSSQL_VARBINARY_BYTES
+    theirs = (mssql.BINARY(length) if fixed else mssql.VARBINARY(length)) if fits else None
+    typed = generic.with_variant(mine, *MYSQL_DIALECTS).with_variant(
+        theirs or mssql.VARBINARY(), "mssql"
+    )
+    if length <= _ORACLE_RAW_BYTES:  # RAW pads nothing: BINARY(n) values are written whole
+        typed = typed.with_variant(oracle.RAW(length), "oracle")
+    return typed
 
 
 def _format_time(v: Any) -> Any:
@@ -117,19 +178,29 @@ def sql_type(col: Column) -> sa.types.TypeEngine[Any]:
     if t == "bigint":
         return sa.Numeric(20, 0) if unsigned else sa.BigInteger()
     if t == "decimal":
-        return sa.Numeric(args[0] if args else 10, args[1] if len(args) > 1 else 0)
+        precision, scale = (args[0] if args else 10), (args[1] if len(args) > 1 else 0)
+        number: sa.types.TypeEngine[Any] = sa.Numeric(precision, scale)
+        if precision > _MAX_DIGITS_38:
+            # No exact number type there: the decimal's text, exact but not a number.
+            chars = precision + 2  # sign and point
+            number = number.with_variant(oracle.VARCHAR2(chars), "oracle").with_variant(
+                mssql.NVARCHAR(chars), "mssql"
+            )
+        return number
     if t == "float":
-        return sa.Float()
+        return sa.Float().with_variant(oracle.BINARY_FLOAT(), "oracle")
     if t in ("double", "real"):
-        return sa.Double()
+        # Oracle's DOUBLE PRECISION is a decimal FLOAT(126), which stops at 1e126.
+        return sa.Double().with_variant(oracle.BINARY_DOUBLE(), "oracle")
     if t in ("varchar", "char"):
         return _text(args[0] if args else 255)
     if t.endswith("text") or t in ("enum", "set"):
         return _text()
     if t in ("datetime", "timestamp"):
-        return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *MYSQL_DIALECTS)
+        return _datetime()
     if t == "date":
-        return sa.Date()
+        # Without the server's version SQLAlchemy's SQL Server DATE is DATETIME: say DATE.
+        return sa.Date().with_variant(mssql.DATE(), "mssql")
     if t == "time":
         return sa.Interval().with_variant(MySQLTime(fsp=6), *MYSQL_DIALECTS)
     if t == "json":
@@ -137,12 +208,10 @@ def sql_type(col: Column) -> sa.types.TypeEngine[Any]:
     if t == "bit":
         # BIT(64) reaches 2^64-1, past the signed 64-bit BIGINT.
         return sa.Numeric(20, 0) if (args[0] if args else 1) > 63 else sa.BigInteger()
-    if t == "binary" and args:
-        return sa.LargeBinary().with_variant(mysql.BINARY(args[0]), *MYSQL_DIALECTS)
-    if t == "varbinary" and args:
-        return sa.LargeBinary().with_variant(mysql.VARBINARY(args[0]), *MYSQL_DIALECTS)
+    if t in ("binary", "varbinary") and args:
+        return _binary(args[0], fixed=t == "binary")
     if t in ("binary", "varbinary") or t.endswith("blob") or t == "geometry":
-        return sa.LargeBinary().with_variant(mysql.LONGBLOB(), *MYSQL_DIALECTS)
+        return _binary()
     raise TypeError(f"column {col.name!r}: MySQL type {col.column_type!r} has no target mapping")
 
 

@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 
-from app.errors import PoisonRecord
 from app.pipeline import SqlSink, TableFilter
 from devstack.mariadb import PrivateMariaDB
 from sinks.sql import POS_COLUMN, IncomingBatch, SqlTarget
@@ -505,14 +504,6 @@ def test_composite_key_versioning_and_delete(env: Env) -> None:
     env.target.apply([env.batch([line("u", 1, 2, 99, pos(15))], schema=LINES)])
     env.target.apply([env.batch([line("u", 1, 1, 50, pos(21))], schema=LINES)])
     assert {k: r["qty"] for k, r in env.rows(LINES).items()} == {(1, 1): 50, (2, 1): 7}
-
-
-def test_a_table_without_primary_key_is_a_poison_record(env: Env) -> None:
-    no_pk = TableSchema("shop", "log", (Column("msg", "text", "text"),), ())
-    event = change("c", {"msg": "x"}, {"msg": "x"}, pos(1), no_pk)
-    with pytest.raises(PoisonRecord, match=r"shop\.log.*primary key"):
-        env.target.apply([env.batch([event], schema=no_pk, topic="sluice.shop.log")])
-    assert env.target.stored_progress() == {}
 
 
 def test_a_column_added_at_the_source_is_added_to_the_target(env: Env) -> None:

@@ -278,3 +278,36 @@ def test_models_are_frozen() -> None:
     p = parse_pipeline(VALID)
     with pytest.raises(Exception, match="frozen"):
         p.sources[0].server_id = 5  # type: ignore[misc]
+
+
+def _one_sink(sink: str) -> SqlSink:
+    text = f"sources: [{{name: s1, url: 'mysql://h', server_id: 1}}]\nsinks: [{sink}]\n"
+    (parsed,) = parse_pipeline(text).sinks
+    assert isinstance(parsed, SqlSink)
+    return parsed
+
+
+def test_append_mode_and_exactly_once_parse_with_the_change_log_default_name() -> None:
+    s = _one_sink(
+        "{name: k1, url: 'sqlite://', source: s1, mode: append, consistency: exactly_once}"
+    )
+    assert (s.mode, s.consistency, s.table_name) == ("append", "exactly_once", "{table}_changes")
+    named = _one_sink(
+        "{name: k1, url: 'sqlite://', source: s1, mode: append, table_name: 'h_{table}'}"
+    )
+    assert named.table_name == "h_{table}"
+    assert _one_sink("{name: k1, url: 'sqlite://', source: s1}").table_name == "{table}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "choices"),
+    [
+        ("mode", "merge", "'upsert' or 'append'"),
+        ("consistency", "exactly_twice", "'at_least_once' or 'exactly_once'"),
+    ],
+)
+def test_unknown_mode_or_consistency_is_named_with_the_choices(
+    field: str, value: str, choices: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"sinks\.0\.{field}: Input should be {choices}"):
+        _one_sink(f"{{name: k1, url: 'sqlite://', source: s1, {field}: {value}}}")

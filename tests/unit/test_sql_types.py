@@ -262,3 +262,87 @@ def test_postgresql_text_takes_nul_as_replacement_character(
     for other in (sqlite.dialect(), mysql.dialect()):  # they hold U+0000 as it is
         proc = t.dialect_impl(other).bind_processor(other)
         assert proc is None or proc("a\x00b") == "a\x00b"
+
+
+# Oracle and SQL Server: what each mapped type compiles to (docs/TYPES.md, "Oracle and SQL Server").
+ORACLE_MSSQL: dict[str, tuple[str, str]] = {
+    "tinyint(4)": ("SMALLINT", "SMALLINT"),
+    "tinyint(3) unsigned": ("SMALLINT", "SMALLINT"),
+    "tinyint(1)": ("SMALLINT", "SMALLINT"),
+    "smallint(6)": ("SMALLINT", "SMALLINT"),
+    "smallint(5) unsigned": ("INTEGER", "INTEGER"),
+    "year(4)": ("SMALLINT", "SMALLINT"),
+    "mediumint(9)": ("INTEGER", "INTEGER"),
+    "mediumint(8) unsigned": ("NUMBER(19)", "BIGINT"),
+    "int(11)": ("INTEGER", "INTEGER"),
+    "int(10) unsigned": ("NUMBER(19)", "BIGINT"),
+    "bigint(20)": ("NUMBER(19)", "BIGINT"),
+    "bigint(20) unsigned": ("NUMERIC(20, 0)", "NUMERIC(20, 0)"),
+    "bigint(20) unsigned zerofill": ("NUMERIC(20, 0)", "NUMERIC(20, 0)"),
+    "decimal(12,2)": ("NUMERIC(12, 2)", "NUMERIC(12, 2)"),
+    "decimal(65,30)": ("VARCHAR2(67 CHAR)", "NVARCHAR(67)"),
+    "decimal(10,0)": ("NUMERIC(10, 0)", "NUMERIC(10, 0)"),
+    "decimal(8,3) unsigned": ("NUMERIC(8, 3)", "NUMERIC(8, 3)"),
+    "float": ("BINARY_FLOAT", "FLOAT"),
+    "double": ("BINARY_DOUBLE", "DOUBLE PRECISION"),
+    "real": ("BINARY_DOUBLE", "DOUBLE PRECISION"),
+    "varchar(200)": ("VARCHAR2(200 CHAR)", "NVARCHAR(200)"),
+    "char(10)": ("VARCHAR2(10 CHAR)", "NVARCHAR(10)"),
+    "text": ("CLOB", "NVARCHAR(max)"),
+    "tinytext": ("CLOB", "NVARCHAR(max)"),
+    "mediumtext": ("CLOB", "NVARCHAR(max)"),
+    "longtext": ("CLOB", "NVARCHAR(max)"),
+    "enum('a','b')": ("CLOB", "NVARCHAR(max)"),
+    "set('x','y')": ("CLOB", "NVARCHAR(max)"),
+    "datetime": ("TIMESTAMP", "DATETIME2(6)"),
+    "datetime(6)": ("TIMESTAMP", "DATETIME2(6)"),
+    "timestamp": ("TIMESTAMP", "DATETIME2(6)"),
+    "date": ("DATE", "DATE"),
+    "time": ("INTERVAL DAY TO SECOND", "DATETIME"),
+    "time(6)": ("INTERVAL DAY TO SECOND", "DATETIME"),
+    "json": ("JSON", "NVARCHAR(max)"),
+    "bit(1)": ("NUMBER(19)", "BIGINT"),
+    "bit(64)": ("NUMERIC(20, 0)", "NUMERIC(20, 0)"),
+    "binary(16)": ("RAW(16)", "BINARY(16)"),
+    "varbinary(255)": ("RAW(255)", "VARBINARY(255)"),
+    "blob": ("BLOB", "VARBINARY(max)"),
+    "tinyblob": ("BLOB", "VARBINARY(max)"),
+    "mediumblob": ("BLOB", "VARBINARY(max)"),
+    "longblob": ("BLOB", "VARBINARY(max)"),
+    "geometry": ("BLOB", "VARBINARY(max)"),
+}
+
+
+def test_every_mapped_type_compiles_on_oracle_and_sql_server() -> None:
+    from sqlalchemy.dialects import mssql, oracle
+
+    assert set(ORACLE_MSSQL) == {column_type for _, column_type, _ in MAPPING}
+    for data_type, column_type, _ in MAPPING:
+        t = sql_type(Column("c", data_type, column_type))
+        compiled = (
+            str(t.compile(dialect=oracle.dialect())),
+            str(t.compile(dialect=mssql.dialect())),
+        )
+        assert compiled == ORACLE_MSSQL[column_type], column_type
+
+
+@pytest.mark.parametrize(
+    ("column_type", "oracle_sql", "mssql_sql"),
+    [
+        ("varchar(1000)", "VARCHAR2(1000 CHAR)", "NVARCHAR(1000)"),
+        ("varchar(1001)", "CLOB", "NVARCHAR(1001)"),
+        ("varchar(4001)", "CLOB", "NVARCHAR(max)"),
+        ("varbinary(2001)", "BLOB", "VARBINARY(2001)"),
+        ("varbinary(8001)", "BLOB", "VARBINARY(max)"),
+        ("decimal(38,10)", "NUMERIC(38, 10)", "NUMERIC(38, 10)"),
+        ("decimal(39,10)", "VARCHAR2(41 CHAR)", "NVARCHAR(41)"),
+    ],
+)
+def test_oracle_and_sql_server_limits_pick_the_larger_type(
+    column_type: str, oracle_sql: str, mssql_sql: str
+) -> None:
+    from sqlalchemy.dialects import mssql, oracle
+
+    t = sql_type(Column("c", column_type.split("(")[0], column_type))
+    assert str(t.compile(dialect=oracle.dialect())) == oracle_sql
+    assert str(t.compile(dialect=mssql.dialect())) == mssql_sql
