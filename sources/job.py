@@ -334,7 +334,10 @@ class SourceJob:
                 state["start"] = snap.position.to_json()
             start = BinlogPosition.from_json(state["start"])
             await self._commit(writer, JobProgress("streaming", start, {"snapshot": state}))
-            logger.info("source job %s: snapshot done, %d rows", self.source.name, state["rows"])
+            logger.info(
+                "source job %s: snapshot done, %d rows in %d chunks, %d binlog changes reconciled",
+                self.source.name, state["rows"], state["chunks"], self.status.snapshot_reconciled,
+            )  # fmt: skip
             return start
         finally:
             await asyncio.to_thread(snap.close)
