@@ -1,6 +1,7 @@
 """The watermark snapshot (forced on MariaDB) of 20,000 rows while a thread keeps inserting,
-updating and deleting: the state rebuilt from the CDC topic (latest record per key by position,
-deletes applied) and the PostgreSQL target both end equal to the source, row for row.
+updating and deleting, with a SIGKILL of the worker in the middle: the snapshot resumes after its
+last committed chunk, and the state rebuilt from the CDC topic (latest record per key by
+position, deletes applied) and the PostgreSQL target both end equal to the source, row for row.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ PARTITIONS = 3  # SLUICE_TOPIC_PARTITIONS of _env
 
 
 class SpreadChurn(Churn):
-    """test_failover's churn, with updates touching 1/31 of the rows instead of 1/7 (less for
+    """test_failover's churn, with updates touching 1/211 of the rows instead of 1/7 (less for
     the sink to catch up with) and a delete of a seeded row each turn, so deletes fall inside
     the chunks' key ranges too, not only among the new rows."""
 
@@ -42,7 +43,7 @@ class SpreadChurn(Churn):
             with conn.cursor() as cur:
                 i += 1
                 cur.execute(f"INSERT INTO {self.table} VALUES ({i}, 0, 'new')")
-                cur.execute(f"UPDATE {self.table} SET n = n + 1 WHERE id % 31 = {i % 31}")
+                cur.execute(f"UPDATE {self.table} SET n = n + 1 WHERE id % 211 = {i % 211}")
                 cur.execute(f"DELETE FROM {self.table} WHERE id = {i - 50}")
                 cur.execute(f"DELETE FROM {self.table} WHERE id = {i * 7919 % ROWS + 1}")
             self.statements += 4
@@ -73,7 +74,7 @@ async def _topic_state(bootstrap: str, topic: str) -> list[tuple[Any, ...]]:
     return sorted((tuple(canonical(r[c]) for c in COLUMNS) for r in rows), key=lambda t: int(t[0]))
 
 
-def test_watermark_snapshot_under_churn(
+def test_watermark_snapshot_under_churn_and_crash(
     broker: EmbeddedBroker,
     mariadb: PrivateMariaDB,
     pg_url: str,
@@ -95,42 +96,47 @@ def test_watermark_snapshot_under_churn(
     pipeline = _watermark_pipeline(_pipeline(tmp_path, mariadb, database, unique, pg_url))
     env = {**_env(broker, pipeline, unique), "SLUICE_SNAPSHOT_CHUNK_ROWS": str(CHUNK)}
     churn = SpreadChurn(mariadb, src, first_id=ROWS + 1)
-    w1 = workers(env, "w1")
+    worker = workers(env, "w1")
 
     def job() -> dict[str, Any]:
         try:
-            return dict(w1.status()["jobs"].get("shop", {}))
+            return dict(worker.status()["jobs"].get("shop", {}))
         except OSError:
             return {}
 
-    def wait_for(*phases: str) -> dict[str, Any]:
+    def wait_for(done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         deadline = time.monotonic() + 90
-        while (state := job()).get("phase") not in phases and time.monotonic() < deadline:
+        while not done(state := job()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert state.get("phase") in phases, (state, w1.log_tail())
+        assert done(state), (state, worker.log_tail())
         return state
 
-    # Churn from the snapshot's start on (none is wasted on the worker's start); a snapshot
-    # that ended before the churn began fails the reconciliation assertion below.
-    wait_for("snapshot", "streaming")
+    # Churn from the snapshot's start on (none is wasted on the worker's start).
+    wait_for(lambda j: j.get("phase") in ("snapshot", "streaming"))
     churn.start()
     try:
-        status = wait_for("streaming")
+        killed_at = wait_for(lambda j: j.get("snapshot_chunks", 0) >= 3)
+        assert killed_at["phase"] == "snapshot", killed_at
+        worker.kill()  # SIGKILL in the middle of the snapshot
+        worker = workers(env, "w1-restarted")
+        status = wait_for(lambda j: j.get("phase") == "streaming")
     finally:
         churn.stop.set()
         churn.join()
     assert churn.error is None, churn.error
     assert churn.statements > 50
     assert status["snapshot_method"] == "watermark"
+    assert status["snapshot_resumed_after"] is not None, status
     assert status["snapshot_chunks"] >= ROWS // CHUNK
     # The churn touched chunks between their SELECT and their high watermark.
-    assert status["snapshot_reconciled"] > 0, status
+    reconciled = killed_at["snapshot_reconciled"] + status["snapshot_reconciled"]
+    assert reconciled > 0, (killed_at, status)
 
     expected = wait_until_equal(
         lambda: source_rows(conn, src, COLUMNS),
         lambda: target_rows(pg_url, "items", COLUMNS),
         timeout=120,
-        on_timeout=w1.log_tail,
+        on_timeout=worker.log_tail,
     )
     topic = cdc_topic(unique, database, "items")
     assert asyncio.run(_topic_state(broker.bootstrap, topic)) == expected
@@ -139,6 +145,10 @@ def test_watermark_snapshot_under_churn(
     chunks = [r["snapshot"] for r in records if r["phase"] == "snapshot"]
     highs = [c["high"] for c in chunks]
     assert len({(h["file"], h["pos"]) for h in highs}) > 1, "each chunk has its own position"
+    # Every committed chunk ends after the one before: none was read again after the restart.
+    ends = [c["after"][0] for c in chunks if c["after"] is not None]
+    assert ends == sorted(set(ends)) and len(ends) >= ROWS // CHUNK - 1
+    # Streaming starts at the first chunk's high watermark, also after the restart.
+    assert all(c["start"] == highs[0] for c in chunks)
     handoff = next(r for r in records if r["phase"] == "streaming")
-    # Streaming starts at the first chunk's high watermark.
-    assert handoff["position"] == highs[0] == chunks[0]["start"]
+    assert handoff["position"] == highs[0]
