@@ -320,11 +320,9 @@ class SourceJob:
                                    out.normalise)  # fmt: skip
                 while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
                     self._add_chunk(writer, out, chunk, ts_ms, state)
-                    if chunk.last:
+                    state["table"], state["after"] = list(key), chunk.after
+                    if chunk.last:  # done with its last chunk: a resume skips the table
                         state["done"].append(list(key))
-                        state["table"], state["after"] = None, None
-                    else:
-                        state["table"], state["after"] = list(key), chunk.after
                     # A chunk is committed with the key it ends at (no key: redo the table).
                     await self._commit(writer, JobProgress("snapshot", None, state))
                 if list(key) not in state["done"]:
