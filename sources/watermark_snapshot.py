@@ -32,7 +32,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from app.errors import SourceConfigError
+from app.errors import SourceConfigError, TransientError
 from sources.binlog import RowChange, _row_changes, connection_settings
 from sources.mysql import SourceAddress
 from sources.position import BinlogPosition, binlog_file_seq
@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 # makes it visible, so a transaction that ends before L may still be invisible for the length of
 # a group commit; waiting lets it become visible before the read (assumption A of the proof).
 LOW_MARK_SETTLE_S = 0.1
+
+# A window's binlog dump is read again while it ends short of H (at most ~5 s).
+WINDOW_ATTEMPTS = 100
+WINDOW_RETRY_S = 0.05
 
 # Key types Python orders exactly as MySQL does, for values from PyMySQL and the binlog alike.
 _ORDERED_TYPES = frozenset(
@@ -207,10 +211,25 @@ class WatermarkSnapshot:
 
     def window(
         self, schema: TableSchema, low: BinlogPosition, high: BinlogPosition
-    ) -> Iterator[RowChange]:
-        """The table's row changes committed in (low, high], in binlog order."""
+    ) -> list[RowChange]:
+        """The table's row changes committed in (low, high], in binlog order.
+
+        The binlog status can name a position a dump cannot read yet (MySQL shows what is
+        written; its dump threads stop at what is synced): a window that ends short of ``high``
+        is read again.
+        """
         if _mark(high) <= _mark(low):
-            return
+            return []
+        for _ in range(WINDOW_ATTEMPTS):
+            changes, complete = self._read_window(schema, low, high)
+            if complete:
+                return changes
+            time.sleep(WINDOW_RETRY_S)
+        raise TransientError(f"the binlog dump did not reach {high} (from {low})")
+
+    def _read_window(
+        self, schema: TableSchema, low: BinlogPosition, high: BinlogPosition
+    ) -> tuple[list[RowChange], bool]:
         a = self._address
         stream = BinLogStreamReader(
             connection_settings=connection_settings(a.host, a.port, a.user, a.password),
@@ -218,7 +237,7 @@ class WatermarkSnapshot:
             resume_stream=True,
             log_file=low.file,
             log_pos=low.pos,
-            blocking=False,  # the dump ends at the binlog's end, which is at or after high
+            blocking=False,  # the dump ends at the binlog's end
             is_mariadb=False,  # file/position mode (MariaDB GTID mode ignores log_file/log_pos)
             only_events=[TableMapEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
             only_schemas=[schema.database],
@@ -226,16 +245,19 @@ class WatermarkSnapshot:
             enable_logging=False,
         )
         stop = _mark(high)
+        changes: list[RowChange] = []
         try:
             for ev in stream:
                 # H is read under the binlog lock, so it never falls inside a transaction: an
                 # event ending at or before H belongs to a transaction committed by H.
                 if (binlog_file_seq(stream.log_file), ev.packet.log_pos) > stop:
-                    return
+                    return changes, True
                 if isinstance(ev, TableMapEvent):
                     continue
                 if ev.schema == schema.database and ev.table == schema.table:
-                    yield from _row_changes(ev, None)
+                    changes.extend(_row_changes(ev, None))
+            # The dump's position follows every event, filtered or not.
+            return changes, (binlog_file_seq(stream.log_file), stream.log_pos) >= stop
         finally:
             stream.close()
 

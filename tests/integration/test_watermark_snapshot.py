@@ -14,6 +14,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from app.errors import TransientError
 from devstack.mariadb import PrivateMariaDB
 from sources.mysql import SourceAddress
 from sources.schema import load_schema
@@ -257,3 +258,36 @@ def test_auto_method_is_consistent_on_mariadb(mariadb: PrivateMariaDB) -> None:
     finally:
         auto.close()
         forced.close()
+
+
+def test_window_is_exactly_the_changes_between_the_marks(
+    mariadb: PrivateMariaDB,
+    conn: pymysql.connections.Connection,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = f"`{database}`.items"
+    _run(conn, f"CREATE TABLE {src} (id INT PRIMARY KEY, n INT, label VARCHAR(20))")
+    other = f"`{database}`.other"
+    _run(conn, f"CREATE TABLE {other} (id INT PRIMARY KEY, n INT, label VARCHAR(20))")
+    low = binlog_end(conn)
+    _run(conn, f"INSERT INTO {src} VALUES (1, 0, 'a')", f"INSERT INTO {other} VALUES (1, 0, 'x')")
+    _run(conn, f"UPDATE {src} SET n = 1 WHERE id = 1")
+    high = binlog_end(conn)
+    _run(conn, f"DELETE FROM {src} WHERE id = 1")  # after the high mark
+    schema = load_schema(conn, database, "items")
+    assert schema is not None
+    snap = WatermarkSnapshot(_address(mariadb), 60000 + next(_seq))
+    try:
+        window = snap.window(schema, low, high)
+        assert [(c.op, c.table, (c.after or {}).get("n")) for c in window] == [
+            ("c", "items", 0),
+            ("u", "items", 1),
+        ]
+        # A high mark the dump cannot reach (yet) is retried, then a transient error.
+        monkeypatch.setattr("sources.watermark_snapshot.WINDOW_ATTEMPTS", 2)
+        beyond = high.__class__(high.file_seq, high.pos + 10**9, 0, high.file)
+        with pytest.raises(TransientError, match="did not reach"):
+            snap.window(schema, low, beyond)
+    finally:
+        snap.close()
