@@ -1,8 +1,9 @@
 """Lock-free chunked snapshot for any server (MySQL 8 first): low/high binlog watermarks.
 
-Per chunk: L = binlog end; SELECT the chunk (autocommit, no long transaction); H = binlog end;
-read the table's row events in (L, H] and apply them to the rows read, which gives the chunk's
-rows as they were at H; those rows carry position H. Nothing is written to the source and no
+Per chunk: L = binlog end (the previous chunk's H: windows are contiguous); SELECT the chunk
+(autocommit, no long transaction); H = binlog end; read the table's row events in (L, H] and
+apply them to the rows read, which gives the chunk's rows as they were at H; those rows carry
+position H. Nothing is written to the source and no
 lock is taken. The proof sketch is in docs/ARCHITECTURE.md ("Watermark snapshot").
 
 Reconciliation is keyed by the *normalised* key (sources/values.py), the identity the whole
@@ -47,9 +48,10 @@ from sources.snapshot import (
 
 logger = logging.getLogger(__name__)
 
-# Between reading L and the SELECT. A commit is written to the binlog before the storage engine
-# makes it visible, so a transaction that ends before L may still be invisible for the length of
-# a group commit; waiting lets it become visible before the read (assumption A of the proof).
+# At least this long between reading L and the SELECT. A commit is written to the binlog before
+# the storage engine makes it visible, so a transaction that ends before L may still be invisible
+# for the length of a group commit; waiting lets it become visible before the read (assumption A
+# of the proof). L is the previous chunk's H, so the previous chunk's work usually covers it.
 LOW_MARK_SETTLE_S = 0.1
 
 # A window's binlog dump is read again while it ends short of H (at most ~5 s).
@@ -165,6 +167,9 @@ class WatermarkSnapshot:
         with self._conn.cursor() as cur:
             cur.execute("SET SESSION time_zone = '+00:00'")
         self.position = binlog_end(self._conn)
+        # The next chunk's low mark and when it was read. Windows are contiguous: a chunk's low
+        # mark is the high mark of the chunk before, whose processing is the settle time.
+        self._low = (self.position, time.monotonic())
 
     def read(
         self, schema: TableSchema, chunk_rows: int, after: list[Any] | None, normalise: Normaliser
@@ -181,8 +186,8 @@ class WatermarkSnapshot:
         holes = ", ".join(["%s"] * len(pk))
         lower = [decode_key_value(v) for v in after] if after is not None else None
         while True:
-            low = binlog_end(self._conn)
-            time.sleep(LOW_MARK_SETTLE_S)
+            low, low_read_at = self._low
+            time.sleep(max(0.0, LOW_MARK_SETTLE_S - (time.monotonic() - low_read_at)))
             with self._conn.cursor() as cur:
                 if not pk:
                     cur.execute(f"SELECT {cols} FROM {table}")
@@ -196,6 +201,7 @@ class WatermarkSnapshot:
             if self._on_selected is not None:
                 self._on_selected()
             high = binlog_end(self._conn)
+            self._low = (high, time.monotonic())
             last = not pk or len(read) < chunk_rows
             upper = None if last else [read[-1][c] for c in pk]
             rec = Reconciler(schema, normalise, KeyRange(schema, lower, upper))
