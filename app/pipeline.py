@@ -62,6 +62,15 @@ class BinlogSource(_Model):
     )
     tables: TableFilter = TableFilter()
     snapshot: Literal["initial", "never"] = "initial"
+    snapshot_method: Literal["auto", "consistent", "watermark"] = Field(
+        "auto",
+        description=(
+            "How the snapshot finds its binlog position: consistent (MariaDB's "
+            "binlog_snapshot_* under one read view), watermark (low/high binlog positions around "
+            "each chunk, reconciled with the binlog in between; any server, MySQL 8), or auto "
+            "(consistent where the server has binlog_snapshot_file, else watermark)"
+        ),
+    )
     on_purged: Literal["fail", "resnapshot"] = Field(
         "fail",
         description=(

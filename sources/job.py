@@ -50,7 +50,7 @@ from sources.resnapshot import ResnapshotRequest
 from sources.schema import TableSchema, load_schema, load_schemas
 from sources.schema_changes import PendingChange, control_event, partition_keys
 from sources.schema_history import SchemaHistory, refine
-from sources.snapshot import ConsistentSnapshot, encode_key_value
+from sources.snapshot import ConsistentSnapshot, SnapshotChunk, open_snapshot
 from sources.values import row_normaliser
 from sources.writer import ChangeWriter
 
@@ -69,6 +69,8 @@ class JobStatus:
     snapshot_rows: int = 0
     snapshot_chunks: int = 0
     snapshot_resumed_after: Any = None
+    snapshot_method: str | None = None  # consistent | watermark
+    snapshot_reconciled: int = 0  # binlog changes applied to watermark chunks
     last_commit_at: float | None = None
     error: str | None = None
     restarts: int = 0
@@ -217,11 +219,16 @@ class SourceJob:
         return await self._open(schema)
 
     async def _ensure_topic(self, topic: str) -> None:
-        if topic not in self._topics:
-            await ensure_topics(
-                self.settings.bootstrap_servers, [TopicSpec(topic, self.settings.topic_partitions)]
-            )
-            self._topics.add(topic)
+        await self._ensure_topics([topic])
+
+    async def _ensure_topics(self, topics: list[str]) -> None:
+        new = sorted(set(topics) - self._topics)
+        if not new:
+            return
+        specs = [TopicSpec(t, self.settings.topic_partitions) for t in new]
+        await ensure_topics(self.settings.bootstrap_servers, specs)
+        self._topics.update(new)
+        for topic in new:
             # This worker's CDC agent subscribes now instead of at its next topic listing.
             self.on_topic_created(topic)
 
@@ -293,27 +300,41 @@ class SourceJob:
     async def _snapshot(self, writer: ChangeWriter, state: dict[str, Any]) -> BinlogPosition:
         """Read every table in key-ordered chunks; one Kafka transaction per chunk.
 
-        ``state`` is the committed snapshot progress (empty for a new snapshot): the first
-        snapshot's position, the tables done, and the table and key after which to go on.
+        ``state`` is the committed snapshot progress (empty for a new snapshot): where streaming
+        will start, the tables done, the table and key after which to go on, and the position
+        of the last chunk. Each chunk's rows carry the position they were read at: the read
+        view's (consistent method) or the chunk's high watermark (watermark method). Streaming
+        starts at the first chunk's position, which is at or before every chunk's
+        (docs/ARCHITECTURE.md, "Handoff").
         """
         self.status.phase = "snapshot"
-        snap = await asyncio.to_thread(ConsistentSnapshot, self._address)
+        snap = await asyncio.to_thread(
+            open_snapshot, self._address, self.source.snapshot_method, self.source.server_id
+        )
+        self.status.snapshot_method = snap.method
         try:
-            pos = snap.position
             if state:
                 self.status.snapshot_resumed_after = state.get("after")
                 logger.info(
-                    "source job %s: snapshot resumes at %s after %s (chunk %d), read view %s",
-                    self.source.name, state.get("table"), state.get("after"),
-                    state.get("chunks", 0), pos,
+                    "source job %s: %s snapshot resumes at %s after %s (chunk %d), at %s",
+                    self.source.name, snap.method, state.get("table"), state.get("after"),
+                    state.get("chunks", 0), snap.position,
                 )  # fmt: skip
             else:
-                state = {"start": pos.to_json(), "done": [], "table": None, "after": None,
-                         "chunks": 0, "rows": 0}  # fmt: skip
-                logger.info("source job %s: snapshot at %s", self.source.name, pos)
-            source = self._source_block(pos, int(time.time() * 1000), snapshot=True)
-            pos_key = pos.key()
+                # The consistent method knows where streaming starts before reading a row; the
+                # watermark method learns it from its first chunk.
+                first = snap.position.to_json() if snap.method == "consistent" else None
+                state = {"start": first, "method": snap.method, "done": [], "table": None,
+                         "after": None, "chunks": 0, "rows": 0, "high": None}  # fmt: skip
+                logger.info("source job %s: %s snapshot at %s", self.source.name, snap.method,
+                            snap.position)  # fmt: skip
+            ts_ms = int(time.time() * 1000)
             done = {tuple(t) for t in state["done"]}
+            # Every table's topic at once: the CDC agents subscribe to them in one rebalance,
+            # not in one per table as the snapshot reaches it.
+            await self._ensure_topics(
+                [cdc_topic(self.source.topic_prefix, *key) for key in self._schemas]
+            )
             for key in sorted(self._schemas):
                 if key in done:
                     continue
@@ -321,27 +342,51 @@ class SourceJob:
                 if out is None:
                     continue
                 after = state["after"] if state["table"] == list(key) else None
-                chunks = snap.chunks(out.schema, self.settings.snapshot_chunk_rows, after)
-                while (rows := await asyncio.to_thread(next, chunks, None)) is not None:
-                    for row in rows:
-                        self._add(writer, out, "r", None, out.normalise(row), pos_key, source)
-                    pk = out.schema.primary_key
-                    state["table"] = list(key)
-                    state["after"] = [encode_key_value(rows[-1][c]) for c in pk] if pk else None
-                    state["chunks"] += 1
-                    state["rows"] += len(rows)
-                    self.status.snapshot_rows = state["rows"]
-                    self.status.snapshot_chunks = state["chunks"]
+                chunks = snap.read(out.schema, self.settings.snapshot_chunk_rows, after,
+                                   out.normalise)  # fmt: skip
+                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                    self._add_chunk(writer, out, chunk, ts_ms, state)
+                    state["table"], state["after"] = list(key), chunk.after
+                    if chunk.last:  # done with its last chunk: a resume skips the table
+                        state["done"].append(list(key))
                     # A chunk is committed with the key it ends at (no key: redo the table).
                     await self._commit(writer, JobProgress("snapshot", None, state))
-                state["done"].append(list(key))
-                state["table"], state["after"] = None, None
+                if list(key) not in state["done"]:
+                    state["done"].append(list(key))
+                    state["table"], state["after"] = None, None
+            if state["start"] is None:  # no chunk at all: hand off where the snapshot began
+                state["start"] = snap.position.to_json()
             start = BinlogPosition.from_json(state["start"])
             await self._commit(writer, JobProgress("streaming", start, {"snapshot": state}))
-            logger.info("source job %s: snapshot done, %d rows", self.source.name, state["rows"])
+            logger.info(
+                "source job %s: snapshot done, %d rows in %d chunks, %d binlog changes reconciled",
+                self.source.name, state["rows"], state["chunks"], self.status.snapshot_reconciled,
+            )  # fmt: skip
             return start
         finally:
             await asyncio.to_thread(snap.close)
+
+    def _add_chunk(
+        self,
+        writer: ChangeWriter,
+        out: _TableOut,
+        chunk: SnapshotChunk,
+        ts_ms: int,
+        state: dict[str, Any],
+    ) -> None:
+        """A chunk's rows as op "r" at the chunk's position, and the progress that records it."""
+        source = self._source_block(chunk.position, ts_ms, snapshot=True)
+        pos_key = chunk.position.key()
+        for row in chunk.rows:
+            self._add(writer, out, "r", None, row, pos_key, source)
+        if state["start"] is None:
+            state["start"] = chunk.position.to_json()
+        state["high"] = chunk.position.to_json()
+        state["chunks"] += 1
+        state["rows"] += len(chunk.rows)
+        self.status.snapshot_rows = state["rows"]
+        self.status.snapshot_chunks = state["chunks"]
+        self.status.snapshot_reconciled += chunk.reconciled
 
     def _source_block(
         self, pos: BinlogPosition, ts_ms: int, snapshot: bool, gtid: str | None = None

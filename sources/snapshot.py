@@ -1,4 +1,5 @@
-"""Consistent, chunked, resumable snapshot of existing rows (MariaDB method).
+"""Consistent, chunked, resumable snapshot of existing rows (MariaDB method), and the choice
+between it and the watermark method (sources/watermark_snapshot.py) for any server.
 
 ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` gives a read view and, on MariaDB, the
 ``binlog_snapshot_file/position`` status variables name the binlog point that view equals, with
@@ -17,8 +18,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import pymysql
 import pymysql.cursors
@@ -27,6 +29,61 @@ from app.errors import SourceConfigError
 from sources.mysql import SourceAddress
 from sources.position import BinlogPosition
 from sources.schema import TableSchema
+
+Normaliser = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class SnapshotChunk:
+    """The rows of one chunk of a table, as they were at ``position`` (normalised)."""
+
+    rows: list[dict[str, Any]]
+    position: BinlogPosition
+    # The key the chunk's SELECT ended at (encoded, ``encode_key_value``): where the next chunk
+    # starts. None for a table without a primary key.
+    after: list[Any] | None
+    last: bool  # the table's final chunk: nothing of the table is left to read
+    reconciled: int = 0  # binlog row changes applied to the rows read (watermark method)
+
+
+class SnapshotReader(Protocol):
+    method: str
+    # Consistent: the read view's position. Watermark: the binlog end when it opened (where a
+    # snapshot that reads no chunk at all hands off to streaming).
+    position: BinlogPosition
+
+    def read(
+        self, schema: TableSchema, chunk_rows: int, after: list[Any] | None, normalise: Normaliser
+    ) -> Iterator[SnapshotChunk]: ...
+
+    def close(self) -> None: ...
+
+
+def has_snapshot_status(conn: pymysql.connections.Connection) -> bool:
+    """Whether the server names the binlog position of a consistent read view (MariaDB)."""
+    with conn.cursor(pymysql.cursors.Cursor) as cur:
+        cur.execute("SHOW STATUS LIKE 'binlog_snapshot_file'")
+        row = cur.fetchone()
+    return bool(row and row[1])
+
+
+def open_snapshot(
+    address: SourceAddress,
+    method: Literal["auto", "consistent", "watermark"],
+    server_id: int,
+) -> SnapshotReader:
+    """A snapshot reader of the configured method (auto: consistent where the server can)."""
+    if method == "auto":
+        conn = address.connect()
+        try:
+            method = "consistent" if has_snapshot_status(conn) else "watermark"
+        finally:
+            conn.close()
+    if method == "consistent":
+        return ConsistentSnapshot(address)
+    from sources.watermark_snapshot import WatermarkSnapshot  # it imports this module
+
+    return WatermarkSnapshot(address, server_id)
 
 
 def quote_ident(name: str) -> str:
@@ -61,6 +118,8 @@ def decode_key_value(v: Any) -> Any:
 class ConsistentSnapshot:
     """Holds one snapshot transaction open; read tables from it, then close it."""
 
+    method = "consistent"
+
     def __init__(self, address: SourceAddress) -> None:
         self._conn = address.connect(cursorclass=pymysql.cursors.DictCursor)
         with self._conn.cursor() as cur:
@@ -74,7 +133,8 @@ class ConsistentSnapshot:
             self.close()
             raise SourceConfigError(
                 "this server has no binlog_snapshot_file status (MySQL rather than MariaDB): "
-                "the lock-free snapshot needs MariaDB for now; set snapshot: never on the source"
+                "the consistent snapshot needs MariaDB; set snapshot_method: watermark (or auto) "
+                "on the source"
             )
         self.position = BinlogPosition.at(file, int(status["binlog_snapshot_position"]))
 
@@ -126,6 +186,17 @@ class ConsistentSnapshot:
             if len(rows) < chunk_rows:
                 return
             last = [rows[-1][c] for c in pk]
+
+    def read(
+        self, schema: TableSchema, chunk_rows: int, after: list[Any] | None, normalise: Normaliser
+    ) -> Iterator[SnapshotChunk]:
+        """``chunks`` as normalised chunks at the read view's position."""
+        pk = schema.primary_key
+        for rows in self.chunks(schema, chunk_rows, after):
+            end = [encode_key_value(rows[-1][c]) for c in pk] if pk else None
+            yield SnapshotChunk(
+                [normalise(r) for r in rows], self.position, end, len(rows) < chunk_rows
+            )
 
     def close(self) -> None:
         try:
