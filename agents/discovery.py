@@ -27,7 +27,9 @@ cdc_topics: list[str] = cdc.topics  # type: ignore[assignment]  # a list: see ag
 
 
 def _new_topics(names: set[str]) -> list[str]:
-    return sorted(n for n in names if CDC_PATTERN.match(n) and n not in cdc_topics)
+    return sorted(
+        n for n in names if CDC_PATTERN.match(n) and n not in cdc_topics and n not in _pending
+    )
 
 
 def discover_at_start() -> None:
@@ -46,10 +48,23 @@ def discover_at_start() -> None:
     cdc_topics.extend(_new_topics(found))
 
 
+# Topics found but not yet in the list: Faust's conductor drops a change flagged while the group
+# is rebalancing (as at start, when a source job creates its first topics), so names wait here
+# until the group is stable.
+_pending: set[str] = set()
+_unconfirmed: set[str] = set()
+
+
 def _subscribe(names: set[str]) -> None:
-    new = _new_topics(names)
-    if not new:
+    _pending.update(_new_topics(names))
+    _flush_pending()
+
+
+def _flush_pending() -> None:
+    if not _pending or app.rebalancing:
         return
+    new = sorted(_pending)
+    _pending.clear()
     # The iterator clones of this topic share its list, so the running agent sees the names.
     cdc_topics.extend(new)
     conductor._flag_changes()
@@ -74,12 +89,25 @@ async def discover_cdc_topics() -> None:
 
 
 @app.timer(interval=0.5)
+async def flush_pending_topics() -> None:
+    _flush_pending()
+
+
+@app.timer(interval=5.0)
 async def confirm_subscription() -> None:
-    """Faust's conductor drops a change flagged while the group is rebalancing (as at start,
-    when a source job creates its first topics): flag it again until the consumer really
-    subscribes to every topic in the list."""
-    if not app.rebalancing and set(cdc_topics) - _subscribed():
+    """A safety net for a flag lost in the moment between our check and the conductor's: a
+    topic of the list missing from the consumer's subscription at two checks in a row (5 s
+    apart, the group stable at both) is flagged again. Never more: each flag is a rebalance."""
+    if app.rebalancing:
+        _unconfirmed.clear()
+        return
+    missing = set(cdc_topics) - _subscribed()
+    if missing & _unconfirmed:
+        logger.info("CDC topics still not subscribed, flagging again: %s", sorted(missing))
         conductor._flag_changes()
+        missing = set()
+    _unconfirmed.clear()
+    _unconfirmed.update(missing)
 
 
 discover_at_start()

@@ -118,6 +118,10 @@ async def after_last_records(
 
 def _highwater(self: AIOKafkaConsumerThread, tp: TP) -> int:
     consumer = self._ensure_consumer()
+    if not consumer._subscription.is_assigned(tp):
+        # Revoked while Faust drained its records (it only feeds its monitor with the value);
+        # aiokafka would fail an assertion and crash the fetcher.
+        return -1
     if self.consumer.in_transaction:
         lso = consumer.last_stable_offset(tp)
         if lso is not None:

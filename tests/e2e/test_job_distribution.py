@@ -3,6 +3,7 @@ jobs resume on the other from their committed progress, and every target equals 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from devstack.mariadb import PrivateMariaDB
 from tests.e2e.test_failover import Churn
 from tests.e2e.test_walking_skeleton import _env
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.kafka import change_events
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -96,9 +98,27 @@ def test_jobs_spread_over_workers_and_move_when_one_dies(
         assert c.error is None, c.error
     for j in range(JOBS):
         db = f"job{j}_{unique}"
+
+        def explain(j: int = j, db: str = db) -> str:
+            """Where the changes of the rows that differ are: CDC topic, delivery topic."""
+            src = set(source_rows(conn, f"`{db}`.items", COLUMNS))
+            tgt = set(target_rows(pg_url, f"{db}_items", COLUMNS))
+            ids = {int(r[0]) for r in src ^ tgt}
+            lines = [f"job{j}: rows that differ: {sorted(ids)}"]
+            for topic in (f"{unique}-{j}.{db}.items", f"{unique}-delivery"):
+                events = asyncio.run(change_events(broker.bootstrap, topic, 3))
+                for ev in events:
+                    key = (ev.get("key") or {}).get("id")
+                    if key in ids and ev.get("_table") == "items":
+                        lines.append(
+                            f"  {topic}[{ev['_partition']}]@{ev['_offset']} {ev['op']} "
+                            f"id={key} pos={ev['pos']}"
+                        )
+            return "\n".join(lines) + "\n" + w2.log_tail()
+
         wait_until_equal(
             lambda db=db: source_rows(conn, f"`{db}`.items", COLUMNS),  # type: ignore[misc]
             lambda db=db: target_rows(pg_url, f"{db}_items", COLUMNS),  # type: ignore[misc]
             timeout=120,
-            on_timeout=w2.log_tail,
+            on_timeout=explain,
         )

@@ -26,3 +26,26 @@ async def read_json(
         return out
     finally:
         await consumer.stop()
+
+
+async def change_events(bootstrap: str, topic: str, partitions: int) -> list[dict[str, Any]]:
+    """Every change event in a topic of change batches, with its partition and offset."""
+    out: list[dict[str, Any]] = []
+    for p in range(partitions):
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, p)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                for msgs in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    for m in msgs:
+                        batch = orjson.loads(m.value)
+                        for ev in batch.get("events", []):
+                            out.append({**ev, "_partition": p, "_offset": m.offset,
+                                        "_table": batch.get("table")})  # fmt: skip
+        finally:
+            await consumer.stop()
+    return out
