@@ -22,7 +22,7 @@ from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
 from tests.e2e.test_walking_skeleton import _env, _pipeline
 from tests.support.compare import source_rows, target_rows, wait_until_equal
-from tests.support.kafka import read_json
+from tests.support.kafka import change_events, read_json
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -92,11 +92,28 @@ def test_a_huge_transaction_is_committed_in_parts_and_resumed_inside(
     w2 = workers(env, "w2")
     with conn.cursor() as cur:
         cur.execute(f"UPDATE {src} SET label = 'after' WHERE id IN (0, {ROWS})")
+
+    def explain() -> str:
+        """Where the rows missing from the target are: the CDC topic, the delivery topic."""
+        missing = {int(r[0]) for r in source_rows(conn, src, COLUMNS)} - {
+            int(r[0]) for r in target_rows(pg_url, "t", COLUMNS)
+        }
+        lines = [f"{len(missing)} rows missing, ids {min(missing)}..{max(missing)}"]
+        for topic in (f"{unique}.{database}.t", f"{unique}-delivery"):
+            events = asyncio.run(change_events(broker.bootstrap, topic, PARTITIONS))
+            hits = [e for e in events if (e.get("key") or {}).get("id") in missing]
+            lines.append(f"{topic}: {len(hits)} events of them")
+            lines += [f"  [{e['_partition']}]@{e['_offset']} id={e['key']['id']} pos={e['pos']}"
+                      for e in hits[:5]]  # fmt: skip
+        progress = asyncio.run(read_json(broker.bootstrap, f"{unique}-positions", b"shop"))
+        lines.append(f"progress: {[r['position'] for r in progress[-8:]]}")
+        return "\n".join(lines) + "\n" + w2.log_tail()
+
     wait_until_equal(
         lambda: source_rows(conn, src, COLUMNS),
         lambda: target_rows(pg_url, "t", COLUMNS),
         timeout=120,
-        on_timeout=w2.log_tail,
+        on_timeout=explain,
     )
     elapsed = time.monotonic() - started
     wait_until_equal(
