@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         None,
         description=(
             "Testing only: '<point>:<n>' makes the worker exit abruptly (as SIGKILL would) the "
-            "n-th time it reaches <point> (sink_before_write, sink_after_write)."
+            "n-th time it reaches <point> (sink_before_write, sink_mid_write, sink_after_write)."
         ),
     )
     admin_token: SecretStr | None = Field(

@@ -57,6 +57,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.schema import CreateColumn
 
+from app import faults
 from app.errors import PoisonRecord
 from app.pipeline import SqlSink
 from app.records import CONTROL_OPS
@@ -444,6 +445,8 @@ class SqlTarget:
                 applied += sql_keyless.apply(self, conn, items)
             for todo in after:
                 applied += self._apply_after(conn, todo)
+            # Rows written, progress not yet, the database transaction open.
+            faults.checkpoint("sink_mid_write")
             self._record_progress(conn, batches)
         return applied
 

@@ -1,7 +1,8 @@
 """Exactly-once effect through crashes: the targets equal the source after a churn of mixed
 changes (primary-key updates and multi-row transactions included), with the worker killed
-at deterministic points (just before and just after a sink's database commit) and by SIGKILL at
-random moments, into PostgreSQL, SQLite and MariaDB at once.
+at deterministic points (before a batch, in its middle with the database transaction open, and
+right after the sink's database commit) and by SIGKILL at random moments, into PostgreSQL,
+SQLite and MariaDB at once (issue 4's acceptance: 50,000 statements).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from tests.e2e.test_walking_skeleton import _env
 from tests.support.compare import source_rows, target_rows, wait_until_equal
 from tests.support.worker import WorkerProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 COLUMNS = ["id", "n", "label", "amount"]
 SEED_ROWS = 2000
-# The issue asks for 50,000 statements; CI runs the same test on this many to stay in budget.
-STATEMENTS = 12_000
+# Issue 4's acceptance size: the longest test of the suite, kept in CI.
+STATEMENTS = 50_000
 
 
 class TransactionChurn(threading.Thread):
@@ -135,9 +136,14 @@ sinks:
     assert "fault injection: exiting abruptly at sink_before_write" in w.log_tail(200)
 
     churn = TransactionChurn(mariadb, src, STATEMENTS)
+    churn.start()
+    # In the middle of a batch (rows written, progress not, the database transaction open),
+    # while the churn goes on.
+    w = start("sink_mid_write:5")
+    assert died(w), w.log_tail()
+    assert "fault injection: exiting abruptly at sink_mid_write" in w.log_tail(200)
     w = start()
     w.wait_ready()
-    churn.start()
     rnd = random.Random(11)
     kills = 0
     try:
@@ -147,7 +153,7 @@ sinks:
             kills += 1
             w = start()
             w.wait_ready()
-        churn.join(timeout=300)
+        churn.join(timeout=600)
     finally:
         churn.total = churn.done  # stops it if the test failed early
     assert churn.error is None, churn.error
@@ -160,7 +166,7 @@ sinks:
         wait_until_equal(
             source,
             lambda url=url: target_rows(url, "t", COLUMNS),  # type: ignore[misc]
-            timeout=240,
+            timeout=600,
             on_timeout=lambda name=name: f"sink {name}\n" + w.log_tail(),  # type: ignore[misc]
         )
     assert w.status()["sinks"]["pg"]["dead_letters"] == 0
