@@ -32,6 +32,14 @@ The kept producer then fails on its next AddPartitionsToTxn and the worker crash
 the embedded broker answers PRODUCER_FENCED, which aiokafka reads as UnknownError). So every
 assignment starts fresh producers: one InitProducerId per transactional id per rebalance, while
 the stream is paused and the last transaction was committed at revocation.
+
+Faust picks the transactional producer of a send by the *destination* partition's topic group
+(PITFALLS.md §1.1), so a record an agent forwards and the offset of the record it came from can
+be committed in different transactions: the CDC agent's forward to the delivery topic was lost
+when a worker died after its source offset was committed (seen in CI: a committed CDC record
+never reached the delivery topic and was never read again). A send made while an agent
+processes an event now goes through the producer of that event's partition, so the forward and
+the source offset commit in one transaction.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from typing import Any, cast
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ProducerFenced
 from aiokafka.producer.transaction_manager import TransactionState
+from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
 from faust.types import TP
@@ -173,6 +182,33 @@ async def _on_rebalance(
         await producer.maybe_begin_transaction(transactional_id)
 
 
+async def _send(
+    self: Any,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int | None,
+    timestamp: float | None,
+    headers: Any,
+    *,
+    transactional_id: str | None = None,
+) -> Any:
+    p = self.consumer.key_partition(topic, key, partition)
+    event = current_event()
+    if event is not None and not self.app.assignor.is_standby(event.message.tp):
+        source = event.message.tp
+        group = self.app.assignor.group_for_topic(source.topic)
+        transactional_id = f"{self.app.conf.id}-{group}-{source.partition}"
+    elif p is not None:
+        group = self.app.assignor.group_for_topic(topic)
+        transactional_id = f"{self.app.conf.id}-{group}-{p}"
+    else:
+        transactional_id = None
+    return await self.producer.send(
+        topic, key, value, p, timestamp, headers, transactional_id=transactional_id
+    )
+
+
 def apply_faust_fixes() -> None:
     """Idempotent; patches the aiokafka consumer thread class of faust."""
     global _applied
@@ -185,4 +221,5 @@ def apply_faust_fixes() -> None:
     producer_cls.commit_transactions = _commit_transactions
     manager_cls: Any = TransactionManager
     manager_cls.on_rebalance = _on_rebalance
+    manager_cls.send = _send
     _applied = True
