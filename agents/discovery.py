@@ -2,8 +2,7 @@
 
 Faust cannot subscribe by pattern, so the CDC topic object holds an explicit list that grows:
 the topics that exist when the worker starts are found before it subscribes (one join instead of
-two), a source job running here reports the ones it creates at once, and a timer finds those
-other workers create.
+two), and a timer finds the ones created later, on every worker at about the same time.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ logger = logging.getLogger(__name__)
 # Faust waits 45 s after a subscription change before resubscribing, to coalesce changes;
 # a new table should flow sooner than that. Every resubscription is a group rebalance.
 conductor: Any = app.topics
-conductor._resubscribe_sleep_lock_seconds = 1.0
+conductor._resubscribe_sleep_lock_seconds = 3.0
 cdc_topics: list[str] = cdc.topics  # type: ignore[assignment]  # a list: see agents/topics.py
 
 
@@ -72,8 +71,13 @@ def _flush_pending() -> None:
 
 
 def topic_created(name: str) -> None:
-    """A source job of this worker created ``name``."""
-    _subscribe({name})
+    """A source job of this worker created ``name``. Not subscribed at once: every worker must
+    subscribe at about the same time (their 3-second listings, coalesced by the 3-second lock).
+    A worker that subscribes alone triggers a rebalance in which the group's members subscribe
+    to different topics; Faust's assignor then no longer keeps the CDC and delivery partitions
+    together (its copartitioned groups are per set of subscribers), transactional ids of two
+    workers collide, and records were lost (e2e failover test)."""
+    logger.debug("source job created %s; the next listing subscribes it", name)
 
 
 def _subscribed() -> set[str]:
@@ -81,6 +85,27 @@ def _subscribed() -> set[str]:
         return set(app.consumer._thread._ensure_consumer().subscription())  # type: ignore[attr-defined]
     except Exception:  # no consumer yet
         return set()
+
+
+_conductor_assigned = conductor.on_partitions_assigned
+
+
+async def _on_partitions_assigned(assigned: set[Any]) -> None:
+    """The group's leader may give this worker partitions of a CDC topic that another member
+    subscribed to and this one has not found yet; without it in the list, Faust's conductor has
+    no channel for those partitions and their records are never processed here. Add such
+    topics before the conductor indexes the assignment (and resubscribe afterwards)."""
+    names = {tp.topic for tp in assigned}
+    found = sorted((set(_new_topics(names)) | _pending) & names)
+    if found:
+        _pending.difference_update(found)
+        cdc_topics.extend(found)
+        conductor._flag_changes()
+        logger.info("assigned CDC topics not yet subscribed here: %s", ", ".join(found))
+    await _conductor_assigned(assigned)
+
+
+conductor.on_partitions_assigned = _on_partitions_assigned
 
 
 @app.timer(interval=3.0)

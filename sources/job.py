@@ -229,7 +229,7 @@ class SourceJob:
         await ensure_topics(self.settings.bootstrap_servers, specs)
         self._topics.update(new)
         for topic in new:
-            # This worker's CDC agent subscribes now instead of at its next topic listing.
+            # Reported to agents/discovery.py (which leaves it to the next listing).
             self.on_topic_created(topic)
 
     async def _open(self, schema: TableSchema) -> _TableOut:
