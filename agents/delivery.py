@@ -157,7 +157,7 @@ def _decode(message: Any) -> IncomingBatch:
         b.table,
         TableSchema.from_json(b.database, b.table, b.schema),
         b.events,
-        resume.anchor_of(message.value),
+        value=message.value,
     )
 
 

@@ -20,19 +20,16 @@ Cost: one fetch per partition per assignment, plus one progress read from the ta
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
-from sinks.sql import SqlTarget
+from sinks.sql import SqlTarget, anchor_of
+
+__all__ = ["anchor_of", "check", "record_anchor"]
 
 logger = logging.getLogger(__name__)
-
-
-def anchor_of(value: bytes | None) -> str:
-    return hashlib.sha256(value or b"").hexdigest()
 
 
 async def record_anchor(

@@ -49,7 +49,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -101,6 +101,19 @@ class IncomingBatch:
     events: list[dict[str, Any]]
     # What identifies the message in its topic (sinks/resume.py): stored with the progress.
     anchor: str | None = None
+    # The message's bytes, hashed into the anchor when none is given: only the last message of
+    # each partition in a write is stored, so only that one is hashed.
+    value: bytes | None = field(default=None, repr=False, compare=False)
+
+    def identity(self) -> str | None:
+        if self.anchor is None and self.value is not None:
+            return anchor_of(self.value)
+        return self.anchor
+
+
+def anchor_of(value: bytes | None) -> str:
+    """The anchor of a message: the SHA-256 of its value."""
+    return hashlib.sha256(value or b"").hexdigest()
 
 
 @dataclass
@@ -609,12 +622,12 @@ class SqlTarget:
         )
 
     def _record_progress(self, conn: sa.Connection, batches: Iterable[IncomingBatch]) -> None:
-        last: dict[tuple[str, int], tuple[int, str, str | None]] = {}
+        last: dict[tuple[str, int], tuple[int, str, IncomingBatch]] = {}
         for b in batches:
             top = max((ev["pos"] for ev in b.events), default="")
             prev = last.get((b.topic, b.partition))
             if prev is None or prev[0] < b.offset:
-                last[(b.topic, b.partition)] = (b.offset, top, b.anchor)
+                last[(b.topic, b.partition)] = (b.offset, top, b)
         if not last:
             return
         conn.execute(
@@ -626,9 +639,9 @@ class SqlTarget:
                     "partition": p,
                     "offset": o,
                     POS_COLUMN: pos,
-                    ANCHOR_COLUMN: anchor,
+                    ANCHOR_COLUMN: b.identity(),
                 }
-                for (t, p), (o, pos, anchor) in last.items()
+                for (t, p), (o, pos, b) in last.items()
             ],
         )
 

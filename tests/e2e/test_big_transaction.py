@@ -20,9 +20,9 @@ import pytest
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env, _pipeline
 from tests.support.compare import source_rows, target_rows, wait_until_equal
 from tests.support.kafka import change_events, read_json
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -31,7 +31,7 @@ COLUMNS = ["id", "label"]
 ROWS = 100_000
 PART = 5_000
 COPY = 12_000  # rows of a CREATE TABLE … SELECT: three parts
-PARTITIONS = 3  # SLUICE_TOPIC_PARTITIONS in _env
+PARTITIONS = 3  # SLUICE_TOPIC_PARTITIONS of worker_env
 
 
 def _inside(w: WorkerProcess) -> int:
@@ -59,7 +59,7 @@ def test_a_huge_transaction_is_committed_in_parts_and_resumed_inside(
         cur.execute(f"CREATE TABLE {src} (id INT PRIMARY KEY, label VARCHAR(40))")
         cur.execute(f"INSERT INTO {src} VALUES (0, 'before')")
     env = {
-        **_env(broker, _pipeline(tmp_path, mariadb, database, unique, pg_url), unique),
+        **worker_env(broker, pg_pipeline(tmp_path, mariadb, database, unique, pg_url), unique),
         "SLUICE_SOURCE_MAX_TXN_ROWS": str(PART),
     }
     w1 = workers(env, "w1")

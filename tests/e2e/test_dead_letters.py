@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env, _pipeline
 from tests.support.compare import source_rows, target_rows, wait_until_equal
 from tests.support.kafka import read_json
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -48,8 +48,8 @@ def test_refused_rows_go_to_dead_letters_and_the_rest_arrives(
             )
         )
     engine.dispose()
-    pipeline = _pipeline(tmp_path, mariadb, database, unique, pg_url, "{table}_" + unique)
-    w = workers(_env(broker, pipeline, unique), "w")
+    pipeline = pg_pipeline(tmp_path, mariadb, database, unique, pg_url, "{table}_" + unique)
+    w = workers(worker_env(broker, pipeline, unique), "w")
     w.wait_ready()
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO {src} VALUES (11, -5)")  # refused by the target

@@ -8,7 +8,6 @@ comes back with its old data directory and the group is consistent again.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,41 +16,14 @@ import pytest
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env, _pipeline
+from tests.support.churn import Churn
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 COLUMNS = ["id", "n", "label"]
-
-
-class Churn(threading.Thread):
-    def __init__(self, db: PrivateMariaDB, table: str, first_id: int = 1001) -> None:
-        super().__init__(daemon=True)
-        self.db, self.table, self.first_id = db, table, first_id
-        self.stop = threading.Event()
-        self.statements = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._churn()
-        except BaseException as exc:  # the test asserts there was none
-            self.error = exc
-
-    def _churn(self) -> None:
-        conn = self.db.connect()
-        i = self.first_id - 1
-        while not self.stop.is_set():
-            with conn.cursor() as cur:
-                i += 1
-                cur.execute(f"INSERT INTO {self.table} VALUES ({i}, 0, 'new')")
-                cur.execute(f"UPDATE {self.table} SET n = n + 1 WHERE id % 7 = {i % 7}")
-                cur.execute(f"DELETE FROM {self.table} WHERE id = {i - 50}")
-            self.statements += 3
-            time.sleep(0.02)
-        conn.close()
 
 
 def _job_runner(ws: list[WorkerProcess]) -> WorkerProcess | None:
@@ -80,7 +52,7 @@ def test_kill_worker_running_the_job(
         cur.execute(f"CREATE DATABASE `{database}`")
         cur.execute(f"CREATE TABLE {src} (id INT PRIMARY KEY, n INT, label VARCHAR(20))")
         cur.executemany(f"INSERT INTO {src} VALUES (%s, 0, 'seed')", [(i,) for i in range(1, 1001)])
-    env = _env(broker, _pipeline(tmp_path, mariadb, database, unique, pg_url), unique)
+    env = worker_env(broker, pg_pipeline(tmp_path, mariadb, database, unique, pg_url), unique)
     w1 = workers(env, "w1")
     w2 = workers(env, "w2")
     w1.wait_ready()

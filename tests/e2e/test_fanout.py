@@ -15,8 +15,8 @@ import pytest
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import sink, worker_env, write_pipeline
 from tests.support.worker import WorkerProcess, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -41,22 +41,11 @@ def test_a_stopped_or_failing_sink_holds_back_no_other(
         cur.executemany(f"INSERT INTO {src} VALUES (%s, 0)", [(i,) for i in range(1, 101)])
     lite = f"sqlite:///{tmp_path / 'lite.db'}"
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere?connect_timeout=2"
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(
-        f"""
-sources:
-  - name: shop
-    url: mysql://root@127.0.0.1:{mariadb.port}
-    server_id: {abs(hash(unique)) % 100000 + 1000}
-    tables: {{include: ["{database}.*"]}}
-    topic_prefix: {unique}
-sinks:
-  - {{name: pg, source: shop, url: "{pg_url}"}}
-  - {{name: lite, source: shop, url: "{lite}"}}
-  - {{name: broken, source: shop, url: "{dead}"}}
-"""
-    )
-    base = _env(broker, pipeline, unique)
+    pipeline = write_pipeline(
+        tmp_path, mariadb, database, unique,
+        [sink("pg", pg_url), sink("lite", lite), sink("broken", dead)],
+    )  # fmt: skip
+    base = worker_env(broker, pipeline, unique)
     main = workers({**base, "SLUICE_SINKS": "pg"}, "main")
     broken = workers(
         {**base, "SLUICE_APP_ID": f"{unique}-broken", "SLUICE_SINKS": "broken",
@@ -89,11 +78,11 @@ sinks:
     # The broken sink keeps retrying (nothing lost, nothing skipped) and says so.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        sink = broken.status()["sinks"]["broken"]
-        if sink["retries"] > 0:
+        broken_sink = broken.status()["sinks"]["broken"]
+        if broken_sink["retries"] > 0:
             break
         time.sleep(1)
-    assert sink["retries"] > 0 and sink["changes_applied"] == 0, sink
-    assert sink["last_error"], sink
+    assert broken_sink["retries"] > 0 and broken_sink["changes_applied"] == 0, broken_sink
+    assert broken_sink["last_error"], broken_sink
     assert "pg" not in broken.status()["sinks"]
     assert "shop" not in broken.status()["jobs"]  # sources run only in the main group

@@ -12,10 +12,10 @@ import pytest
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_failover import Churn
-from tests.e2e.test_walking_skeleton import _env
+from tests.support.churn import Churn
 from tests.support.compare import source_rows, target_rows, wait_until_equal
 from tests.support.kafka import change_events
+from tests.support.pipeline import worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -64,7 +64,7 @@ def test_jobs_spread_over_workers_and_move_when_one_dies(
         )
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text("sources:\n" + "".join(sources) + "sinks:\n" + "".join(sinks))
-    env = {**_env(broker, pipeline, unique), "SLUICE_CONTROL_PARTITIONS": "4"}
+    env = {**worker_env(broker, pipeline, unique), "SLUICE_CONTROL_PARTITIONS": "4"}
     w1, w2 = workers(env, "w1"), workers(env, "w2")
     w1.wait_ready()
     w2.wait_ready()

@@ -11,8 +11,8 @@ import pytest
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env, _pipeline
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -35,8 +35,8 @@ def test_purged_position_fails_clearly_then_resnapshots(
         cur.execute(f"CREATE DATABASE `{database}`")
         cur.execute(f"CREATE TABLE {src} (id INT PRIMARY KEY, n INT)")
         cur.executemany(f"INSERT INTO {src} VALUES (%s, 0)", [(i,) for i in range(1, 51)])
-    pipeline = _pipeline(tmp_path, mariadb, database, unique, pg_url)
-    env = _env(broker, pipeline, unique)
+    pipeline = pg_pipeline(tmp_path, mariadb, database, unique, pg_url)
+    env = worker_env(broker, pipeline, unique)
 
     def source() -> list[tuple[object, ...]]:
         return source_rows(conn, src, COLUMNS)

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env, _pipeline
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -61,7 +61,7 @@ def test_resnapshot_repairs_a_key_range(
         seed = [(i, i) for i in range(1, 201)]
         cur.executemany(f"INSERT INTO {src} VALUES (%s, %s, 'seed')", seed)
     env = {
-        **_env(broker, _pipeline(tmp_path, mariadb, database, unique, pg_url), unique),
+        **worker_env(broker, pg_pipeline(tmp_path, mariadb, database, unique, pg_url), unique),
         "SLUICE_ADMIN_TOKEN": TOKEN,
     }
     w = workers(env)

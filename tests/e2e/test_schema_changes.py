@@ -15,8 +15,8 @@ import sqlalchemy.exc as sa_exc
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env, _pipeline
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -44,8 +44,8 @@ def test_schema_changes_reach_the_target_between_the_right_rows(
             f"INSERT INTO `{database}`.{orders} VALUES (%s, %s, %s)",
             [(i, f"n{i}", f"{i}.50") for i in range(1, 21)],
         )
-    pipeline = _pipeline(tmp_path, mariadb, database, unique, pg_url)
-    w1 = workers(_env(broker, pipeline, unique), "w1")
+    pipeline = pg_pipeline(tmp_path, mariadb, database, unique, pg_url)
+    w1 = workers(worker_env(broker, pipeline, unique), "w1")
     w1.wait_ready()
     src = f"`{database}`.{orders}"
 

@@ -17,8 +17,8 @@ import pytest
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import sink, worker_env, write_pipeline
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -97,22 +97,11 @@ def test_targets_equal_source_through_sink_crashes(
         )
     lite = f"sqlite:///{tmp_path / 'lite.db'}"
     maria = f"mysql+pymysql://root@127.0.0.1:{mariadb.port}/{target_db}?charset=utf8mb4"
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(
-        f"""
-sources:
-  - name: shop
-    url: mysql://root@127.0.0.1:{mariadb.port}
-    server_id: {abs(hash(unique)) % 100000 + 1000}
-    tables: {{include: ["{database}.*"]}}
-    topic_prefix: {unique}
-sinks:
-  - {{name: pg, source: shop, url: "{pg_url}"}}
-  - {{name: lite, source: shop, url: "{lite}"}}
-  - {{name: maria, source: shop, url: "{maria}"}}
-"""
-    )
-    env = {**_env(broker, pipeline, unique), "SLUICE_SINK_BATCH_SIZE": "50"}
+    pipeline = write_pipeline(
+        tmp_path, mariadb, database, unique,
+        [sink("pg", pg_url), sink("lite", lite), sink("maria", maria)],
+    )  # fmt: skip
+    env = {**worker_env(broker, pipeline, unique), "SLUICE_SINK_BATCH_SIZE": "50"}
     targets = {"pg": pg_url, "lite": lite, "maria": maria}
 
     def start(fault: str | None = None) -> WorkerProcess:

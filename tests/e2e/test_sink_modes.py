@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env
 from tests.support.compare import canonical, source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import sink, worker_env, write_pipeline
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -61,21 +61,12 @@ def test_exactly_once_sinks_in_both_modes_through_a_crash_after_the_write(
             [(f"m{i % 40}", i % 3) for i in range(300)],  # identical rows, several of each
         )
     lite = f"sqlite:///{tmp_path / 'log.db'}"
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(
-        f"""
-sources:
-  - name: shop
-    url: mysql://root@127.0.0.1:{mariadb.port}
-    server_id: {abs(hash(unique)) % 100000 + 1000}
-    tables: {{include: ["{database}.*"]}}
-    topic_prefix: {unique}
-sinks:
-  - {{name: pg, source: shop, url: "{pg_url}", consistency: exactly_once}}
-  - {{name: changes, source: shop, url: "{lite}", mode: append, consistency: exactly_once}}
-"""
-    )
-    env = {**_env(broker, pipeline, unique), "SLUICE_SINK_BATCH_SIZE": "10"}
+    pipeline = write_pipeline(
+        tmp_path, mariadb, database, unique,
+        [sink("pg", pg_url, consistency="exactly_once"),
+         sink("changes", lite, mode="append", consistency="exactly_once")],
+    )  # fmt: skip
+    env = {**worker_env(broker, pipeline, unique), "SLUICE_SINK_BATCH_SIZE": "10"}
     crashing = workers({**env, "SLUICE_FAULT_INJECTION": "sink_after_write:2"}, "w")
     crashing.proc.wait(timeout=90)  # type: ignore[union-attr]
     assert "exiting abruptly at sink_after_write" in crashing.log_tail(200)

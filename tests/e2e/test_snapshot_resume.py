@@ -20,11 +20,11 @@ import pytest
 from app.broker import EmbeddedBroker
 from app.topics import cdc_topic
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_failover import Churn
-from tests.e2e.test_walking_skeleton import _env, _pipeline
 from tests.e2e.test_watermark_snapshot import _topic_state
+from tests.support.churn import Churn
 from tests.support.compare import source_rows, target_rows, wait_until_equal
 from tests.support.kafka import read_json
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -34,26 +34,17 @@ ROWS = 100_000
 CHUNK = 2000
 
 
-class RangeChurn(Churn):
+def range_churn(table: str, i: int) -> list[str]:
     """Inserts, updates of five rows, deletes of new and of seeded rows: about 400 row changes a
-    second, spread over the whole key space (test_failover's churn updates 1/7 of the table per
+    second, spread over the whole key space (the default churn updates 1/7 of the table per
     statement, which at this size is more than the pipeline could ever catch up with)."""
-
-    def _churn(self) -> None:
-        conn = self.db.connect()
-        i = self.first_id - 1
-        t = self.table
-        while not self.stop.is_set():
-            with conn.cursor() as cur:
-                i += 1
-                lo = i * 7919 % ROWS + 1
-                cur.execute(f"INSERT INTO {t} VALUES ({i}, 0, 'new')")
-                cur.execute(f"UPDATE {t} SET n = n + 1 WHERE id BETWEEN {lo} AND {lo + 4}")
-                cur.execute(f"DELETE FROM {t} WHERE id = {i - 50}")
-                cur.execute(f"DELETE FROM {t} WHERE id = {i * 104729 % ROWS + 1}")
-            self.statements += 4
-            time.sleep(0.02)
-        conn.close()
+    lo = i * 7919 % ROWS + 1
+    return [
+        f"INSERT INTO {table} VALUES ({i}, 0, 'new')",
+        f"UPDATE {table} SET n = n + 1 WHERE id BETWEEN {lo} AND {lo + 4}",
+        f"DELETE FROM {table} WHERE id = {i - 50}",
+        f"DELETE FROM {table} WHERE id = {i * 104729 % ROWS + 1}",
+    ]
 
 
 def test_snapshot_resumes_after_its_last_committed_chunk(
@@ -76,10 +67,10 @@ def test_snapshot_resumes_after_its_last_committed_chunk(
                 [(i,) for i in range(start, min(start + 5000, ROWS + 1))],
             )
     env = {
-        **_env(broker, _pipeline(tmp_path, mariadb, database, unique, pg_url), unique),
+        **worker_env(broker, pg_pipeline(tmp_path, mariadb, database, unique, pg_url), unique),
         "SLUICE_SNAPSHOT_CHUNK_ROWS": str(CHUNK),
     }
-    churn = RangeChurn(mariadb, src, first_id=ROWS + 1)
+    churn = Churn(mariadb, src, first_id=ROWS + 1, statements=range_churn)
     w1 = workers(env, "w1")
     churn.start()
     try:

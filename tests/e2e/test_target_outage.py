@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import sink, worker_env, write_pipeline
 from tests.support.proxy import TcpProxy
 from tests.support.worker import WorkerProcess
 
@@ -46,21 +46,12 @@ def test_target_unreachable_for_30_seconds(
     proxy = TcpProxy(sa.make_url(pg_url).port or 5432)
     proxy.start()
     through_proxy = sa.make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(
-        f"""
-sources:
-  - name: shop
-    url: mysql://root@127.0.0.1:{mariadb.port}
-    server_id: {abs(hash(unique)) % 100000 + 1000}
-    tables: {{include: ["{database}.*"]}}
-    topic_prefix: {unique}
-sinks:
-  - {{name: mirror, source: shop, url: "{through_proxy}?connect_timeout=2"}}
-  - {{name: log, source: shop, url: "{through_proxy}?connect_timeout=2", mode: append}}
-"""
-    )
-    w = workers(_env(broker, pipeline, unique))
+    pipeline = write_pipeline(
+        tmp_path, mariadb, database, unique,
+        [sink("mirror", f"{through_proxy}?connect_timeout=2"),
+         sink("log", f"{through_proxy}?connect_timeout=2", mode="append")],
+    )  # fmt: skip
+    w = workers(worker_env(broker, pipeline, unique))
     w.wait_ready()
     try:
         wait_until_equal(

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_walking_skeleton import _env
+from tests.support.pipeline import sink, worker_env, write_pipeline
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -269,22 +269,11 @@ def test_every_type_round_trips_to_postgres_sqlite_and_mariadb(
     lite = f"sqlite:///{tmp_path / 'lite.db'}"
     maria = f"mysql+pymysql://root@127.0.0.1:{mariadb.port}/{target_db}?charset=utf8mb4"
     targets = {"postgresql": pg_url, "sqlite": lite, "mysql": maria}
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(
-        f"""
-sources:
-  - name: shop
-    url: mysql://root@127.0.0.1:{mariadb.port}
-    server_id: {abs(hash(unique)) % 100000 + 1000}
-    tables: {{include: ["{database}.*"]}}
-    topic_prefix: {unique}
-sinks:
-  - {{name: pg, source: shop, url: "{pg_url}"}}
-  - {{name: lite, source: shop, url: "{lite}"}}
-  - {{name: maria, source: shop, url: "{maria}"}}
-"""
-    )
-    w = workers(_env(broker, pipeline, unique), "w")
+    pipeline = write_pipeline(
+        tmp_path, mariadb, database, unique,
+        [sink("pg", pg_url), sink("lite", lite), sink("maria", maria)],
+    )  # fmt: skip
+    w = workers(worker_env(broker, pipeline, unique), "w")
     w.wait_ready()
 
     # The binlog changes come after every target has its snapshot rows.

@@ -16,54 +16,12 @@ import pytest
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 COLUMNS = ["id", "customer", "status", "amount", "note", "created_at", "payload"]
-
-
-def _pipeline(
-    tmp_path: Path,
-    db: PrivateMariaDB,
-    database: str,
-    prefix: str,
-    target: str,
-    table_name: str = "{table}",
-) -> Path:
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(
-        f"""
-sources:
-  - name: shop
-    url: mysql://root@127.0.0.1:{db.port}
-    server_id: {abs(hash(prefix)) % 100000 + 1000}
-    tables:
-      include: ["{database}.*"]
-    topic_prefix: {prefix}
-sinks:
-  - name: pg
-    source: shop
-    url: {target}
-    table_name: "{table_name}"
-"""
-    )
-    return path
-
-
-def _env(broker: EmbeddedBroker, pipeline: Path, app_id: str) -> dict[str, str]:
-    return {
-        "SLUICE_BROKER_URL": broker.url,
-        "SLUICE_EMBEDDED_BROKER": "true",
-        "SLUICE_PIPELINE_FILE": str(pipeline),
-        "SLUICE_APP_ID": app_id,
-        "SLUICE_SESSION_TIMEOUT_S": "6",
-        "SLUICE_HEARTBEAT_INTERVAL_S": "1",
-        "SLUICE_HEARTBEAT_S": "1",  # source heartbeats while idle
-        # Neither is the embedded broker's auto-create default (4): counts prove explicit creation.
-        "SLUICE_TOPIC_PARTITIONS": "3",
-        "SLUICE_CONTROL_PARTITIONS": "5",
-    }
 
 
 def test_changes_reach_postgres_through_real_workers(
@@ -93,8 +51,8 @@ def test_changes_reach_postgres_through_real_workers(
                 for i in range(1, 51)
             ],
         )
-    pipeline = _pipeline(tmp_path, mariadb, database, unique, pg_url)
-    env = _env(broker, pipeline, unique)
+    pipeline = pg_pipeline(tmp_path, mariadb, database, unique, pg_url)
+    env = worker_env(broker, pipeline, unique)
     w1 = workers(env, "w1")
     w1.wait_ready()
 

@@ -17,10 +17,10 @@ import pytest
 from app.broker import EmbeddedBroker
 from app.topics import cdc_topic
 from devstack.mariadb import PrivateMariaDB
-from tests.e2e.test_failover import Churn
-from tests.e2e.test_walking_skeleton import _env, _pipeline
+from tests.support.churn import Churn
 from tests.support.compare import canonical, source_rows, target_rows, wait_until_equal
 from tests.support.kafka import read_json
+from tests.support.pipeline import pg_pipeline, worker_env
 from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -28,34 +28,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 COLUMNS = ["id", "n", "label"]
 ROWS = 20_000
 CHUNK = 2000
-PARTITIONS = 3  # SLUICE_TOPIC_PARTITIONS of _env
+PARTITIONS = 3  # SLUICE_TOPIC_PARTITIONS of worker_env
 
 
-class SpreadChurn(Churn):
-    """test_failover's churn, with updates touching 1/211 of the rows instead of 1/7 (less for
-    the sink to catch up with) and a delete of a seeded row each turn, so deletes fall inside
-    the chunks' key ranges too, not only among the new rows."""
-
-    def _churn(self) -> None:
-        conn = self.db.connect()
-        i = self.first_id - 1
-        while not self.stop.is_set():
-            with conn.cursor() as cur:
-                i += 1
-                cur.execute(f"INSERT INTO {self.table} VALUES ({i}, 0, 'new')")
-                cur.execute(f"UPDATE {self.table} SET n = n + 1 WHERE id % 211 = {i % 211}")
-                cur.execute(f"DELETE FROM {self.table} WHERE id = {i - 50}")
-                cur.execute(f"DELETE FROM {self.table} WHERE id = {i * 7919 % ROWS + 1}")
-            self.statements += 4
-            time.sleep(0.02)
-        conn.close()
-
-
-def _watermark_pipeline(path: Path) -> Path:
-    text = path.read_text()
-    marker = "    topic_prefix:"
-    path.write_text(text.replace(marker, "    snapshot_method: watermark\n" + marker, 1))
-    return path
+def spread_churn(table: str, i: int) -> list[str]:
+    """Updates touching 1/211 of the rows (less for the sink to catch up with than 1/7) and a
+    delete of a seeded row each turn, so deletes fall inside the chunks' key ranges too, not only
+    among the new rows."""
+    return [
+        f"INSERT INTO {table} VALUES ({i}, 0, 'new')",
+        f"UPDATE {table} SET n = n + 1 WHERE id % 211 = {i % 211}",
+        f"DELETE FROM {table} WHERE id = {i - 50}",
+        f"DELETE FROM {table} WHERE id = {i * 7919 % ROWS + 1}",
+    ]
 
 
 async def _topic_state(bootstrap: str, topic: str) -> list[tuple[Any, ...]]:
@@ -93,9 +78,9 @@ def test_watermark_snapshot_under_churn_and_crash(
                 f"INSERT INTO {src} VALUES (%s, 0, 'seed')",
                 [(i,) for i in range(start, min(start + 5000, ROWS + 1))],
             )
-    pipeline = _watermark_pipeline(_pipeline(tmp_path, mariadb, database, unique, pg_url))
-    env = {**_env(broker, pipeline, unique), "SLUICE_SNAPSHOT_CHUNK_ROWS": str(CHUNK)}
-    churn = SpreadChurn(mariadb, src, first_id=ROWS + 1)
+    pipeline = pg_pipeline(tmp_path, mariadb, database, unique, pg_url, snapshot_method="watermark")
+    env = {**worker_env(broker, pipeline, unique), "SLUICE_SNAPSHOT_CHUNK_ROWS": str(CHUNK)}
+    churn = Churn(mariadb, src, first_id=ROWS + 1, statements=spread_churn)
     worker = workers(env, "w1")
 
     def job() -> dict[str, Any]:
