@@ -18,13 +18,16 @@ from faust import StreamT
 
 from agents.dead_letters import send_dead_letter
 from agents.topics import cdc, delivery
-from app.main import app
+from app.main import app, pipeline, settings
 from app.records import CONTROL_OPS, ROW_OPS, ChangeBatch, decode
 from app.topics import HEARTBEAT_SUFFIX
 from tables.partition_progress import partition_progress
 
 logger = logging.getLogger(__name__)
 _KNOWN_OPS = ROW_OPS | CONTROL_OPS
+# A group that runs no sink (SLUICE_SINKS empty: a source-only group beside sink groups) has no
+# reader of its delivery topic, so it forwards nothing; it still checks and counts.
+FORWARD = any(settings.runs_sink(s.name) for s in pipeline.sinks)
 
 
 @app.agent(cdc)
@@ -47,7 +50,8 @@ async def check_changes(stream: StreamT[bytes]) -> None:
         except Exception as exc:
             await send_dead_letter(msg, f"undecodable change batch: {type(exc).__name__}: {exc}")
             continue
-        await delivery.send(key=msg.key, value=msg.value, partition=msg.partition)
+        if FORWARD:
+            await delivery.send(key=msg.key, value=msg.value, partition=msg.partition)
         key = f"{msg.topic}/{msg.partition}"
         seen = partition_progress[key]
         partition_progress[key] = {

@@ -36,6 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--failover-rate", type=float, default=200, help="changes/s during failover")
     p.add_argument("--workers", type=int, default=1, help="workers for the throughput phases (1)")
     p.add_argument(
+        "--sink-workers",
+        type=int,
+        default=0,
+        help="workers of a sink group of their own; the job's workers then run sources only (0)",
+    )
+    p.add_argument(
         "--phases",
         default=",".join(PHASES),
         help=f"comma-separated subset of {','.join(PHASES)} (all)",
@@ -105,13 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     from bench.stack import Stack, log
 
     env = dict(item.split("=", 1) for item in o.env)
-    stack = Stack(o.out, env, o.keep)
+    stack = Stack(o.out, env, o.keep, sink_group=o.sink_workers > 0)
     ph = Phases(stack, o)
     extra: dict[str, Any] = {
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "rows": o.rows,
         "backlog": o.backlog,
         "workers": o.workers,
+        "sink_workers": o.sink_workers,
         "phases": o.phases,
         "out": str(o.out),
     }

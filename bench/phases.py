@@ -93,6 +93,11 @@ class Phases:
         """
         t_launch = time.time()
         ws = [self.s.start_worker(n) for n in names]
+        if not self.s.alive_workers("sink"):
+            ws += [
+                self.s.start_worker(f"s{i + 1}-{phase}", role="sink")
+                for i in range(self.o.sink_workers)
+            ]
         run: dict[str, Any] = {
             "workers": ws,
             "t_job": None,
@@ -309,7 +314,7 @@ class Phases:
         self.details["snapshot"]["group_offsets_after"] = self.s.group_lag()
 
     def cdc(self, with_baseline: bool) -> None:
-        for w in self.s.alive_workers():
+        for w in self.s.alive_workers() + self.s.alive_workers("sink"):
             self.s.stop_worker(w)
         log("cdc: pipeline stopped; applying the backlog")
         start, end, events = self.backlog()
@@ -555,13 +560,13 @@ class Phases:
         self.equal("failover_return", timeout=180)
 
     def start_supervised(
-        self, name: str, datadir: Path | None = None, attempts: int = 3
+        self, name: str, datadir: Path | None = None, attempts: int = 3, role: str = "job"
     ) -> tuple[Worker, list[str]]:
         """Start a worker and wait until ready; if it crashes meanwhile, note why and start it
         again on the same data directory, as a process supervisor would."""
         crashes: list[str] = []
         for i in range(attempts):
-            w = self.s.start_worker(name if i == 0 else f"{name}-r{i}", datadir)
+            w = self.s.start_worker(name if i == 0 else f"{name}-r{i}", datadir, role)
             datadir = w.datadir
             t0 = time.time()
             with contextlib.suppress(RuntimeError, TimeoutError):
@@ -593,7 +598,7 @@ class Phases:
             log(f"worker {w.name} had crashed: {reason[:300]}; starting it again")
             self.s.mem.forget(w.name)
             w.kill()
-            self.start_supervised(f"{w.name}-r", w.datadir)
+            self.start_supervised(f"{w.name}-r", w.datadir, role=w.role)
         if not self.s.alive_workers():
             self.start_supervised(f"w{len(self.s.workers) + 1}-spare")
 

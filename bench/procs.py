@@ -146,9 +146,15 @@ class Worker:
     """``python -m faust -A app worker`` as a child process with its own web port and datadir."""
 
     def __init__(
-        self, name: str, env: dict[str, str], workdir: Path, datadir: Path | None = None
+        self,
+        name: str,
+        env: dict[str, str],
+        workdir: Path,
+        datadir: Path | None = None,
+        role: str = "job",
     ) -> None:
         self.name = name
+        self.role = role  # "job" or "sink" (bench/stack.py)
         self.workdir = workdir
         self.datadir = datadir or workdir / f"{name}-data"
         self.web_port = free_port()

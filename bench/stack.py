@@ -57,8 +57,13 @@ class Analyzer(threading.Thread):
 
 
 class Stack:
-    def __init__(self, out: Path, worker_env: dict[str, str], keep: bool) -> None:
+    def __init__(
+        self, out: Path, worker_env: dict[str, str], keep: bool, sink_group: bool = False
+    ) -> None:
         self.out = out
+        # Sinks in a worker group of their own (--sink-workers): the job's workers run sources
+        # only, so the binlog reader and the SQL writer do not share a process and its GIL.
+        self.sink_group = sink_group
         self.keep = keep
         self.extra_env = worker_env
         self.broker: Any = None
@@ -129,9 +134,11 @@ sinks:
         )
         return path
 
-    def worker_env(self) -> dict[str, str]:
+    def worker_env(self, role: str = "job") -> dict[str, str]:
+        """A worker's settings; ``role`` is "job" (runs the source job, and the sink unless
+        there is a sink group) or "sink" (the sink group)."""
         assert self.broker is not None
-        return {
+        env = {
             "SLUICE_BROKER_URL": self.broker.url,
             "SLUICE_EMBEDDED_BROKER": "true",
             "SLUICE_PIPELINE_FILE": str(self.pipeline_file()),
@@ -140,15 +147,23 @@ sinks:
             "SLUICE_HEARTBEAT_INTERVAL_S": "1",
             **self.extra_env,
         }
+        if role == "sink":
+            env.update(
+                SLUICE_APP_ID=f"{self.app_id}-sinks", SLUICE_RUN_SOURCES="false", SLUICE_SINKS="pg"
+            )
+        elif self.sink_group:
+            env["SLUICE_SINKS"] = ""
+        return env
 
-    def start_worker(self, name: str, datadir: Path | None = None) -> Worker:
-        w = Worker(name, self.worker_env(), self.out / "workers" / name, datadir).start()
+    def start_worker(self, name: str, datadir: Path | None = None, role: str = "job") -> Worker:
+        w = Worker(name, self.worker_env(role), self.out / "workers" / name, datadir, role)
+        w.start()
         self.workers.append(w)
         self.mem.watch(name, w.pid)
         return w
 
-    def alive_workers(self) -> list[Worker]:
-        return [w for w in self.workers if w.alive]
+    def alive_workers(self, role: str = "job") -> list[Worker]:
+        return [w for w in self.workers if w.alive and w.role == role]
 
     def stop_worker(self, w: Worker) -> None:
         self.mem.forget(w.name)
@@ -217,7 +232,7 @@ sinks:
         """CPU seconds so far: each live worker, broker, mariadbd, this database's PostgreSQL
         backends, and the whole machine."""
         out: dict[str, float] = {}
-        for w in self.alive_workers():
+        for w in self.alive_workers() + self.alive_workers("sink"):
             v = cpu_s(w.pid)
             if v is not None:
                 out[w.name] = v
