@@ -10,10 +10,10 @@ The embedded broker's answer to a read_committed ListOffsets is wrong while a tr
 open on the partition (-1 or 0, not the transaction's first offset; seen as a survivor's crash:
 "persisted offset 8 > highwater -1"). So there the log end offset, asked by a read_uncommitted
 consumer, stands in: recovery then reads until the open transaction ends (the embedded broker
-shows aborted records anyway). A transactional log ends in a commit marker that no consumer
-receives, so Faust's recovery, waiting for the offset before the highwater, gives up only after
-two 5-second timeouts, on every rebalance (moving the highwater to one past the last record
-would fix that; see ``_highwaters`` for why it is not done).
+shows aborted records anyway). Either way the highwater is then moved back to one past the last
+record: a transactional log ends in a commit marker that no consumer receives, and Faust's
+recovery, waiting for the offset before the highwater, otherwise gives up only after two
+5-second timeouts, on every rebalance.
 
 Faust also commits through per-partition transactional producers that may not be in a
 transaction: ``begin_transaction`` failures are only logged (PITFALLS.md §1.6; every rebalance logs
@@ -44,6 +44,7 @@ the source offset commit in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Set
 from typing import Any, cast
@@ -65,14 +66,15 @@ _applied = False
 
 async def _highwaters(self: AIOKafkaConsumerThread, partitions: list[TP]) -> Mapping[TP, int]:
     consumer = self._ensure_consumer()
+    bootstrap = consumer._client._bootstrap_servers
     if is_tansu_compat_enabled():
-        return await log_end_offsets(consumer._client._bootstrap_servers, partitions)
-    # read_committed consumers get the last stable offset here, read_uncommitted the log end.
-    # Not moved back to one past the last record: that cut Faust's 10 s wait
-    # for the commit marker on every rebalance, but with it the worker running a source job
-    # never received the records of its newly assigned CDC partitions (e2e failover test,
-    # bisected to that change); why is not known yet.
-    return cast(Mapping[TP, int], await consumer.end_offsets(partitions))
+        ends = await log_end_offsets(bootstrap, partitions)
+        isolation = "read_uncommitted"
+    else:
+        # read_committed consumers get the last stable offset here, read_uncommitted the log end.
+        ends = dict(await consumer.end_offsets(partitions))
+        isolation = "read_committed"
+    return await after_last_records(bootstrap, ends, isolation)
 
 
 async def log_end_offsets(bootstrap: Any, partitions: list[TP]) -> dict[TP, int]:
@@ -83,6 +85,44 @@ async def log_end_offsets(bootstrap: Any, partitions: list[TP]) -> dict[TP, int]
         return cast(dict[TP, int], await probe.end_offsets(partitions))
     finally:
         await probe.stop()
+
+
+async def after_last_records(
+    bootstrap: Any, ends: Mapping[TP, int], isolation: str, tail: int = 64, wait_s: float = 3.0
+) -> dict[TP, int]:
+    """For each partition, one past its last record before ``ends``: a transactional log ends
+    in a commit marker, which no consumer ever receives, and Faust's recovery waits for the
+    offset before the end; with the marker there it waits two 5-second timeouts instead (every
+    rebalance). Read the last ``tail`` offsets to find the record; where none is found in time,
+    the end stays as it is."""
+    out = dict(ends)
+    todo = {tp: end for tp, end in ends.items() if end is not None and end > 0}
+    if not todo:
+        return out
+    probe = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation
+    )
+    await probe.start()
+    try:
+        probe.assign(list(todo))
+        for tp, end in todo.items():
+            probe.seek(tp, max(0, end - tail))
+        last: dict[TP, int] = {}
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while todo and asyncio.get_running_loop().time() < deadline:
+            batches = await probe.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset < todo.get(tp, -1):
+                        last[tp] = record.offset
+            for tp in list(todo):
+                if await probe.position(tp) >= todo[tp]:
+                    if tp in last:
+                        out[tp] = last[tp] + 1
+                    del todo[tp]
+    finally:
+        await probe.stop()
+    return out
 
 
 def _highwater(self: AIOKafkaConsumerThread, tp: TP) -> int:
