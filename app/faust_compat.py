@@ -40,11 +40,25 @@ when a worker died after its source offset was committed (seen in CI: a committe
 never reached the delivery topic and was never read again). A send made while an agent
 processes an event now goes through the producer of that event's partition, so the forward and
 the source offset commit in one transaction.
+
+Two Faust races were hidden by that 10-second recovery wait and came out once it was gone (e2e
+failover and job distribution tests, 3 failures in 8 runs; 0 in 6 since):
+
+- Faust hands aiokafka its *live* set of active partitions for a fetch. When recovery pauses
+  the changelog partitions the set is empty for a moment, and aiokafka, given an empty set,
+  returns the prefetched records of every partition; Faust drops those of partitions not active
+  yet, after aiokafka has moved past them. A freshly assigned CDC partition's records were
+  never delivered. The fetch now gets a copy, and none when it is empty (``_getmany``).
+- At revocation Faust commits and ends the transactions, then flushes its buffer of table
+  changelog writes, whose sends then fail outside a transaction and crash the worker; its flush
+  also ignores the message being sent. The buffer is now flushed, in-flight message included,
+  before that last commit (``_commit_and_end_transactions``, ``_buffer_flush``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Set
 from typing import Any, cast
@@ -53,8 +67,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import ProducerFenced
 from aiokafka.producer.transaction_manager import TransactionState
 from faust.streams import current_event
-from faust.transport.consumer import TransactionManager
+from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Producer
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
 from app.kafka_compat import is_tansu_compat_enabled
@@ -138,6 +153,65 @@ def _highwater(self: AIOKafkaConsumerThread, tp: TP) -> int:
     return cast(int, consumer.highwater(tp))
 
 
+_faust_getmany = AIOKafkaConsumerThread.getmany
+
+
+async def _getmany(self: Any, active_partitions: Set[TP] | None, timeout: float) -> Any:
+    """Fetch only the partitions active *now*. Faust hands aiokafka its live set of active
+    partitions, which it keeps changing while the fetch waits in the consumer thread; once that
+    set is empty aiokafka returns the buffered records of *every* partition, and Faust drops
+    those of partitions that are not active, after aiokafka has moved past them. Records of a
+    stream partition prefetched during table recovery were lost that way (e2e failover test:
+    a freshly assigned CDC partition was never delivered)."""
+    if active_partitions is None:
+        return await _faust_getmany(self, active_partitions, timeout)
+    frozen = set(active_partitions)
+    if not frozen:
+        return {}
+    return await _faust_getmany(self, frozen, timeout)
+
+
+async def _buffer_send_pending(self: Any, fut: Any) -> None:
+    self._sluice_in_flight = getattr(self, "_sluice_in_flight", 0) + 1
+    try:
+        await fut.message.channel.publish_message(fut, wait=False)
+    finally:
+        self._sluice_in_flight -= 1
+
+
+async def _buffer_flush(self: Any, deadline_s: float = 30.0) -> None:
+    """Until nothing is queued *or being sent*. Faust's flush does not count the message its
+    sender task has already taken from the queue, and gives up after 0.1 s without a send; at
+    revocation the transactions were then committed (no new one begun) while that message was
+    still on its way, and its send crashed the worker ("Can't send messages while not in
+    transaction"; e2e job distribution test)."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + deadline_s
+    while self.size or getattr(self, "_sluice_in_flight", 0):
+        if self.state != "running" and self.size:
+            raise RuntimeError("Cannot flush: Producer not Running")
+        if loop.time() > until:
+            log.warning("producer buffer not flushed in %.0f s; going on", deadline_s)
+            return
+        self.message_sent.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+
+
+_faust_commit_and_end = Consumer.commit_and_end_transactions
+
+
+async def _commit_and_end_transactions(self: Any) -> None:
+    """Flush the producer buffer before the last commit of the transactions. At revocation Faust
+    waits for the streams, commits and ends the transactions, and only then flushes its buffer
+    of table changelog writes: those of the last events then missed their transaction, and
+    their send crashed the worker ("Can't send messages while not in transaction")."""
+    producer = self.app._producer
+    if producer is not None:
+        await producer.buffer.flush()
+    await _faust_commit_and_end(self)
+
+
 async def _commit_transactions(
     self: Any,
     tid_to_offset_map: Mapping[str, Mapping[TP, int]],
@@ -217,6 +291,12 @@ def apply_faust_fixes() -> None:
     cls: Any = AIOKafkaConsumerThread
     cls._highwaters = _highwaters
     cls.highwater = _highwater
+    cls.getmany = _getmany
+    buffer_cls: Any = ProducerBuffer
+    buffer_cls._send_pending = _buffer_send_pending
+    buffer_cls.flush = _buffer_flush
+    consumer_cls: Any = Consumer
+    consumer_cls.commit_and_end_transactions = _commit_and_end_transactions
     producer_cls: Any = Producer
     producer_cls.commit_transactions = _commit_transactions
     manager_cls: Any = TransactionManager

@@ -50,3 +50,63 @@ def test_kept_partitions_get_a_fresh_producer() -> None:
     # Every stop comes before any start, so no new producer is stopped by mistake.
     assert [op for op, _ in producer.calls] == ["stop", "stop", "start", "start"]
     assert set(producer._transaction_producers) == {"app-0-1", "app-0-2"}
+
+
+def test_a_fetch_sees_the_active_partitions_of_its_start(monkeypatch: Any) -> None:
+    # Faust mutates its set of active partitions while a fetch waits; an empty set means "every
+    # partition" to aiokafka. The fetch must get a copy, and no fetch happens for an empty set.
+    from app import faust_compat
+
+    seen: list[set[TP]] = []
+
+    async def fetch(self: Any, active: set[TP] | None, timeout: float) -> dict[TP, list[int]]:
+        assert active is not None
+        seen.append(active)
+        live.clear()  # recovery pauses the changelog partitions meanwhile
+        return {tp: [0] for tp in active}
+
+    monkeypatch.setattr(faust_compat, "_faust_getmany", fetch)
+    live = {TP("changelog", 0)}
+    got = asyncio.run(faust_compat._getmany(object(), live, 1.0))
+    assert got == {TP("changelog", 0): [0]} and seen == [{TP("changelog", 0)}]
+    assert seen[0] is not live
+    assert asyncio.run(faust_compat._getmany(object(), live, 1.0)) == {}
+    assert len(seen) == 1
+
+
+class FakeBuffer:
+    """Faust's ProducerBuffer as the flush sees it: a queue and the message being sent."""
+
+    state = "running"
+
+    def __init__(self) -> None:
+        self.message_sent = asyncio.Event()
+        self.size = 0
+        self.sent: list[str] = []
+
+
+def test_flush_waits_for_the_message_being_sent() -> None:
+    from app.faust_compat import _buffer_flush, _buffer_send_pending
+
+    class Channel:
+        async def publish_message(self, fut: Any, wait: bool) -> None:
+            await asyncio.sleep(0.3)  # e.g. waiting for the producer's transaction lock
+            buffer.sent.append(fut.name)
+            buffer.message_sent.set()
+
+    class Fut:
+        name = "changelog write"
+
+        class message:  # the attribute path Faust uses: fut.message.channel
+            channel = Channel()
+
+    buffer = FakeBuffer()
+
+    async def main() -> None:
+        sending = asyncio.create_task(_buffer_send_pending(buffer, Fut()))
+        await asyncio.sleep(0)  # taken off the queue: size 0, one in flight
+        await _buffer_flush(buffer)
+        assert buffer.sent == ["changelog write"]
+        await sending
+
+    asyncio.run(main())
