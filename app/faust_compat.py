@@ -283,15 +283,31 @@ async def _send(
     )
 
 
-def apply_faust_fixes() -> None:
-    """Idempotent; patches the aiokafka consumer thread class of faust."""
-    global _applied
+_fetch_max_wait_ms: int | None = None
+_faust_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _create_worker_consumer(self: Any, transport: Any) -> Any:
+    """Faust's worker consumer, with ``fetch_max_wait_ms`` set (Faust fixes it at 1500 ms)."""
+    consumer = _faust_create_worker_consumer(self, transport)
+    if _fetch_max_wait_ms is not None:
+        consumer._fetch_max_wait_ms = _fetch_max_wait_ms  # read when the consumer starts
+    return consumer
+
+
+def apply_faust_fixes(fetch_max_wait_ms: int | None = None) -> None:
+    """Idempotent; patches the aiokafka consumer thread class of faust. ``fetch_max_wait_ms``
+    replaces Faust's fixed 1500 ms fetch wait of the worker's consumer
+    (SLUICE_FETCH_MAX_WAIT_MS)."""
+    global _applied, _fetch_max_wait_ms
+    _fetch_max_wait_ms = fetch_max_wait_ms
     if _applied:
         return
     cls: Any = AIOKafkaConsumerThread
     cls._highwaters = _highwaters
     cls.highwater = _highwater
     cls.getmany = _getmany
+    cls._create_worker_consumer = _create_worker_consumer
     buffer_cls: Any = ProducerBuffer
     buffer_cls._send_pending = _buffer_send_pending
     buffer_cls.flush = _buffer_flush

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     )
     heartbeat_interval_s: float = Field(3.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0, description="Faust offset/transaction commit.")
+    fetch_max_wait_ms: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Longest a worker's fetch waits for data (default: 100 with the embedded broker, "
+            "Faust's 1500 otherwise). The embedded broker answers a waiting fetch only when "
+            "the wait ends, not when data arrives, so each hop adds up to this much latency."
+        ),
+    )
     source_flush_interval_s: float = Field(
         0.2, gt=0, description="Longest a source job holds changes before a Kafka transaction."
     )
