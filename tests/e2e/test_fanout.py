@@ -1,19 +1,23 @@
 """Fan-out: several sinks on the same CDC topics, each in its own worker group (app id).
 
-A stopped sink and a sink whose target is unreachable hold nobody back: the healthy sink keeps
-the target equal to the source, the stopped one catches up when it comes back, and the broken
-one reports its retries in the status view.
+The source job runs in a group of its own that writes no sink (``SLUICE_SINKS=`` empty) and so
+forwards nothing to its delivery topic. A stopped sink and a sink whose target is unreachable
+hold nobody back: the healthy sink keeps the target equal to the source, the stopped one catches
+up when it comes back, and the broken one reports its retries in the status view.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.broker import EmbeddedBroker
+from app.topics import delivery_topic
 from devstack.mariadb import PrivateMariaDB
 from tests.support.compare import source_rows, target_rows, wait_until_equal
 from tests.support.pipeline import sink, worker_env, write_pipeline
@@ -46,7 +50,12 @@ def test_a_stopped_or_failing_sink_holds_back_no_other(
         [sink("pg", pg_url), sink("lite", lite), sink("broken", dead)],
     )  # fmt: skip
     base = worker_env(broker, pipeline, unique)
-    main = workers({**base, "SLUICE_SINKS": "pg"}, "main")
+    main = workers({**base, "SLUICE_SINKS": ""}, "main")  # sources only
+    pg = workers(
+        {**base, "SLUICE_APP_ID": f"{unique}-pg", "SLUICE_SINKS": "pg",
+         "SLUICE_RUN_SOURCES": "false"},
+        "pg",
+    )  # fmt: skip
     broken = workers(
         {**base, "SLUICE_APP_ID": f"{unique}-broken", "SLUICE_SINKS": "broken",
          "SLUICE_RUN_SOURCES": "false"},
@@ -55,17 +64,18 @@ def test_a_stopped_or_failing_sink_holds_back_no_other(
     lite_env = {**base, "SLUICE_APP_ID": f"{unique}-lite", "SLUICE_SINKS": "lite",
                 "SLUICE_RUN_SOURCES": "false"}  # fmt: skip
     main.wait_ready()
+    pg.wait_ready()
     broken.wait_ready()
 
     def source() -> list[tuple[object, ...]]:
         return source_rows(conn, src, COLUMNS)
 
-    wait_until_equal(source, lambda: target_rows(pg_url, "t", COLUMNS), on_timeout=main.log_tail)
+    wait_until_equal(source, lambda: target_rows(pg_url, "t", COLUMNS), on_timeout=pg.log_tail)
     # The lite sink group is not running: the pg sink does not wait for it.
     with conn.cursor() as cur:
         cur.execute(f"UPDATE {src} SET n = n + 1")
         cur.execute(f"DELETE FROM {src} WHERE id > 90")
-    wait_until_equal(source, lambda: target_rows(pg_url, "t", COLUMNS), on_timeout=main.log_tail)
+    wait_until_equal(source, lambda: target_rows(pg_url, "t", COLUMNS), on_timeout=pg.log_tail)
     assert target_rows(lite, "t", COLUMNS) == []
 
     # When it starts, it catches up from the beginning of the topics.
@@ -86,3 +96,21 @@ def test_a_stopped_or_failing_sink_holds_back_no_other(
     assert broken_sink["last_error"], broken_sink
     assert "pg" not in broken.status()["sinks"]
     assert "shop" not in broken.status()["jobs"]  # sources run only in the main group
+    assert "shop" in main.status()["jobs"] and main.status()["sinks"] == {}
+    # The main group's delivery topic exists (the group declares it) and holds nothing.
+    assert asyncio.run(_records(broker.bootstrap, delivery_topic(unique))) == (3, 0)
+
+
+async def _records(bootstrap: str, topic: str) -> tuple[int, int]:
+    """The partitions of ``topic`` and the records in them."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return len(parts), sum(ends.values())
+    finally:
+        await consumer.stop()
