@@ -17,9 +17,7 @@ if settings.embedded_broker:
     from app.kafka_compat import enable_tansu_compat
 
     enable_tansu_compat()
-apply_faust_fixes(
-    fetch_max_wait_ms=settings.fetch_max_wait_ms or (100 if settings.embedded_broker else None)
-)
+apply_faust_fixes(fetch_max_wait_ms=settings.worker_fetch_max_wait_ms)
 
 pipeline: Pipeline = load_pipeline(settings.pipeline_file)
 _unknown = {n.strip() for n in (settings.sinks or "").split(",") if n.strip()} - {

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
         None, description="Bearer token required by web views that change anything."
     )
 
+    @property
+    def worker_fetch_max_wait_ms(self) -> int | None:
+        """The fetch wait for the worker's consumer; None keeps Faust's."""
+        if self.fetch_max_wait_ms is not None:
+            return self.fetch_max_wait_ms
+        return 100 if self.embedded_broker else None
+
     def runs_sink(self, name: str) -> bool:
         if self.sinks is None:
             return True

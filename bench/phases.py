@@ -314,7 +314,7 @@ class Phases:
         self.details["snapshot"]["group_offsets_after"] = self.s.group_lag()
 
     def cdc(self, with_baseline: bool) -> None:
-        for w in self.s.alive_workers() + self.s.alive_workers("sink"):
+        for w in self.s.alive_workers(None):
             self.s.stop_worker(w)
         log("cdc: pipeline stopped; applying the backlog")
         start, end, events = self.backlog()

@@ -162,8 +162,9 @@ sinks:
         self.mem.watch(name, w.pid)
         return w
 
-    def alive_workers(self, role: str = "job") -> list[Worker]:
-        return [w for w in self.workers if w.alive and w.role == role]
+    def alive_workers(self, role: str | None = "job") -> list[Worker]:
+        """Live workers of ``role`` ("job" or "sink"; None: both)."""
+        return [w for w in self.workers if w.alive and role in (None, w.role)]
 
     def stop_worker(self, w: Worker) -> None:
         self.mem.forget(w.name)
@@ -232,7 +233,7 @@ sinks:
         """CPU seconds so far: each live worker, broker, mariadbd, this database's PostgreSQL
         backends, and the whole machine."""
         out: dict[str, float] = {}
-        for w in self.alive_workers() + self.alive_workers("sink"):
+        for w in self.alive_workers(None):
             v = cpu_s(w.pid)
             if v is not None:
                 out[w.name] = v

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.broker import EmbeddedBroker
 from app.topics import delivery_topic
 from devstack.mariadb import PrivateMariaDB
 from tests.support.compare import source_rows, target_rows, wait_until_equal
+from tests.support.kafka import partitions_and_records
 from tests.support.pipeline import sink, worker_env, write_pipeline
 from tests.support.worker import WorkerProcess, free_port
 
@@ -50,19 +50,15 @@ def test_a_stopped_or_failing_sink_holds_back_no_other(
         [sink("pg", pg_url), sink("lite", lite), sink("broken", dead)],
     )  # fmt: skip
     base = worker_env(broker, pipeline, unique)
-    main = workers({**base, "SLUICE_SINKS": ""}, "main")  # sources only
-    pg = workers(
-        {**base, "SLUICE_APP_ID": f"{unique}-pg", "SLUICE_SINKS": "pg",
-         "SLUICE_RUN_SOURCES": "false"},
-        "pg",
-    )  # fmt: skip
-    broken = workers(
-        {**base, "SLUICE_APP_ID": f"{unique}-broken", "SLUICE_SINKS": "broken",
-         "SLUICE_RUN_SOURCES": "false"},
-        "broken",
-    )  # fmt: skip
-    lite_env = {**base, "SLUICE_APP_ID": f"{unique}-lite", "SLUICE_SINKS": "lite",
+
+    def sink_group(name: str) -> dict[str, str]:
+        """A worker group (app id) of its own that writes sink ``name`` and runs no source."""
+        return {**base, "SLUICE_APP_ID": f"{unique}-{name}", "SLUICE_SINKS": name,
                 "SLUICE_RUN_SOURCES": "false"}  # fmt: skip
+
+    main = workers({**base, "SLUICE_SINKS": ""}, "main")  # sources only
+    pg = workers(sink_group("pg"), "pg")
+    broken = workers(sink_group("broken"), "broken")
     main.wait_ready()
     pg.wait_ready()
     broken.wait_ready()
@@ -79,7 +75,7 @@ def test_a_stopped_or_failing_sink_holds_back_no_other(
     assert target_rows(lite, "t", COLUMNS) == []
 
     # When it starts, it catches up from the beginning of the topics.
-    lite_worker = workers(lite_env, "lite")
+    lite_worker = workers(sink_group("lite"), "lite")
     lite_worker.wait_ready()
     wait_until_equal(
         source, lambda: target_rows(lite, "t", COLUMNS), on_timeout=lite_worker.log_tail
@@ -98,19 +94,4 @@ def test_a_stopped_or_failing_sink_holds_back_no_other(
     assert "shop" not in broken.status()["jobs"]  # sources run only in the main group
     assert "shop" in main.status()["jobs"] and main.status()["sinks"] == {}
     # The main group's delivery topic exists (the group declares it) and holds nothing.
-    assert asyncio.run(_records(broker.bootstrap, delivery_topic(unique))) == (3, 0)
-
-
-async def _records(bootstrap: str, topic: str) -> tuple[int, int]:
-    """The partitions of ``topic`` and the records in them."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-        return len(parts), sum(ends.values())
-    finally:
-        await consumer.stop()
+    assert asyncio.run(partitions_and_records(broker.bootstrap, delivery_topic(unique))) == (3, 0)

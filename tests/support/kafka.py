@@ -1,4 +1,4 @@
-"""Read a whole topic partition from the real broker, for assertions on what was written."""
+"""Read topics from the real broker, for assertions on what was written."""
 
 from __future__ import annotations
 
@@ -49,3 +49,18 @@ async def change_events(bootstrap: str, topic: str, partitions: int) -> list[dic
         finally:
             await consumer.stop()
     return out
+
+
+async def partitions_and_records(bootstrap: str, topic: str) -> tuple[int, int]:
+    """How many partitions ``topic`` has and how many offsets they hold in all."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return len(parts), sum(ends.values())
+    finally:
+        await consumer.stop()

@@ -110,3 +110,42 @@ def test_flush_waits_for_the_message_being_sent() -> None:
         await sending
 
     asyncio.run(main())
+
+
+def test_the_last_commit_comes_after_the_buffer_is_flushed(monkeypatch: Any) -> None:
+    # At revocation Faust ends the transactions; table writes still in the producer buffer must
+    # be sent inside them, so the buffer is flushed first.
+    from app import faust_compat
+
+    calls: list[str] = []
+
+    class Buffer:
+        async def flush(self) -> None:
+            calls.append("flush")
+
+    class Consumer:
+        class app:
+            class _producer:
+                buffer = Buffer()
+
+    async def commit_and_end(self: Any) -> None:
+        calls.append("commit and end")
+
+    monkeypatch.setattr(faust_compat, "_faust_commit_and_end", commit_and_end)
+    asyncio.run(faust_compat._commit_and_end_transactions(Consumer()))
+    assert calls == ["flush", "commit and end"]
+
+
+def test_the_worker_consumer_gets_the_configured_fetch_wait(monkeypatch: Any) -> None:
+    from app import faust_compat
+
+    class AiokafkaConsumer:
+        _fetch_max_wait_ms = 1500  # Faust's fixed value
+
+    monkeypatch.setattr(
+        faust_compat, "_faust_create_worker_consumer", lambda s, t: AiokafkaConsumer()
+    )
+    monkeypatch.setattr(faust_compat, "_fetch_max_wait_ms", 100)
+    assert faust_compat._create_worker_consumer(object(), object())._fetch_max_wait_ms == 100
+    monkeypatch.setattr(faust_compat, "_fetch_max_wait_ms", None)
+    assert faust_compat._create_worker_consumer(object(), object())._fetch_max_wait_ms == 1500
