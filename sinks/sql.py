@@ -61,7 +61,7 @@ from app import faults
 from app.errors import PoisonRecord
 from app.pipeline import SqlSink
 from app.records import CONTROL_OPS
-from sinks import sql_append, sql_keyless, sql_migrate
+from sinks import sql_append, sql_copy, sql_keyless, sql_migrate
 from sinks.sql_types import MYSQL_DIALECTS, decoder, sql_type
 from sources.schema import Column, TableSchema
 
@@ -569,9 +569,17 @@ class SqlTarget:
             found.update({r[0]: r[1] for r in rows})
         return found
 
-    def _versioned_upsert(self, table: sa.Table, columns: Sequence[str], version: str) -> Any:
+    def _versioned_upsert(
+        self,
+        table: sa.Table,
+        columns: Sequence[str],
+        version: str,
+        source: tuple[list[str], sa.Select[Any]] | None = None,
+    ) -> Any:
         """INSERT that, on a primary key conflict, sets ``columns`` and ``version`` to the new
-        values only if the stored ``version`` is lower than the new one; else changes nothing."""
+        values only if the stored ``version`` is lower than the new one; else changes nothing.
+        ``source`` (PostgreSQL and SQLite): insert the rows of a SELECT (column names, query)
+        instead of bound values."""
         if self.dialect in MYSQL_DIALECTS:
             ins = mysql.insert(table)
             newer = table.c[version] < ins.inserted[version]
@@ -584,6 +592,8 @@ class SqlTarget:
                 ]
             )
         stmt = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+        if source is not None:
+            stmt = stmt.from_select(*source)
         return stmt.on_conflict_do_update(
             index_elements=list(table.primary_key.columns),
             set_={c: stmt.excluded[c] for c in [*columns, version]},
@@ -593,6 +603,16 @@ class SqlTarget:
     def _upsert(self, conn: sa.Connection, target: _Target, rows: list[dict[str, Any]]) -> None:
         table = target.table
         values = [c.name for c in table.columns if not c.primary_key and c.name != POS_COLUMN]
+        if sql_copy.usable(conn.dialect, rows):
+            names = list(rows[0])
+            sets = [c for c in values if c in rows[0]]
+            sql_copy.upsert(
+                conn,
+                table,
+                rows,
+                lambda select: self._versioned_upsert(table, sets, POS_COLUMN, (names, select)),
+            )
+            return
         stmt = self._versioned_upsert(table, values, POS_COLUMN)
         for i in range(0, len(rows), 1000):
             conn.execute(stmt, rows[i : i + 1000])
