@@ -3,6 +3,13 @@
 Faust cannot subscribe by pattern, so the CDC topic object holds an explicit list that grows:
 the topics that exist when the worker starts are found before it subscribes (one join instead of
 two), and a timer finds the ones created later, on every worker at about the same time.
+
+Each subscription change is a group rebalance, which on the embedded broker costs the listing
+interval, the 3-second resubscription lock and the broker's hold on the first JoinGroup: about
+9 s before the first snapshot row reaches a sink. So at start the worker also creates the topics
+of the tables its sources capture now (the job creates the same ones, idempotently), and a new
+pipeline's first snapshot flows without a rebalance. Best effort: a source the worker cannot
+reach (a sink-only group without access to it) is left to the timer.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import threading
 from typing import Any
 
 from agents.topics import CDC_PATTERN, cdc
-from app.main import app, settings
-from app.topics import list_topics
+from app.main import app, pipeline, settings
+from app.topics import TopicSpec, cdc_topic, ensure_topics, list_topics
+from sources.mysql import SourceAddress
+from sources.schema import load_schemas
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +40,45 @@ def _new_topics(names: set[str]) -> list[str]:
     )
 
 
+def _captured_table_topics() -> list[str]:
+    """The CDC topics of the tables the sources capture now (those the worker can reach)."""
+    names: list[str] = []
+    for source in pipeline.sources:
+        try:
+            conn = SourceAddress.from_url(source.url.get_secret_value()).connect(
+                connect_timeout=5, read_timeout=10
+            )
+            try:
+                tables = load_schemas(conn, source.tables)
+            finally:
+                conn.close()
+        except Exception as exc:
+            logger.info(
+                "source %s: table topics not created at start (%s); the source job creates them",
+                source.name,
+                type(exc).__name__,
+            )
+            continue
+        names += [cdc_topic(source.topic_prefix, db, table) for db, table in tables]
+    return names
+
+
+async def _create_and_list_topics() -> set[str]:
+    names = _captured_table_topics()
+    if names:
+        specs = [TopicSpec(n, settings.topic_partitions) for n in names]
+        await ensure_topics(settings.bootstrap_servers, specs)
+    return await list_topics(settings.bootstrap_servers)
+
+
 def discover_at_start() -> None:
-    """Blocking, before the event loop runs: add the CDC topics that already exist."""
+    """Blocking, before the event loop runs: create the topics of the captured tables, then add
+    the CDC topics that exist."""
     found: set[str] = set()
 
     def probe() -> None:
         try:
-            found.update(asyncio.run(list_topics(settings.bootstrap_servers)))
+            found.update(asyncio.run(_create_and_list_topics()))
         except Exception as exc:  # the broker may not be up yet; the timer catches up
             logger.warning("could not list topics at start: %s", exc)
 
