@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     source_flush_events: int = Field(
         5000, ge=1, description="Most change events a source job puts in one Kafka transaction."
     )
+    source_reader_process: bool = Field(
+        True,
+        description=(
+            "Parse the binlog in a child process of the worker (true) or in a thread of it: "
+            "the parse then runs on a core of its own instead of sharing the worker's GIL."
+        ),
+    )
     source_max_txn_rows: int = Field(
         20000,
         ge=1,

@@ -82,6 +82,16 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (a worker's binlog reader process), [] if it is gone."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def system_cpu() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, all cores."""
     parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -124,6 +134,17 @@ class MemorySampler(threading.Thread):
             rss, hwm = m
             self.series[name].append((now, rss))
             self.peak_mb[name] = max(self.peak_mb.get(name, 0.0), hwm, rss)
+            if name in ("broker", "mariadbd"):
+                continue
+            # A worker's children (its source job's binlog reader), summed under one name.
+            kids = [k for k in map(mem_mb, child_pids(pid)) if k is not None]
+            if kids:
+                rss = sum(k[0] for k in kids)
+                hwm = sum(k[1] for k in kids)
+                self.series.setdefault(f"{name}/reader", []).append((now, rss))
+                self.peak_mb[f"{name}/reader"] = max(
+                    self.peak_mb.get(f"{name}/reader", 0.0), hwm, rss
+                )
 
     def peak_mb_of(self, exclude: tuple[str, ...] = ("broker", "mariadbd")) -> dict[str, float]:
         """Peak memory of the pipeline processes (the services are not counted)."""

@@ -15,7 +15,14 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.procs import MemorySampler, Worker, cpu_s, load_embedded_broker, system_cpu
+from bench.procs import (
+    MemorySampler,
+    Worker,
+    child_pids,
+    cpu_s,
+    load_embedded_broker,
+    system_cpu,
+)
 from devstack.mariadb import PrivateMariaDB
 from devstack.postgres import create_database, drop_database
 
@@ -237,6 +244,10 @@ sinks:
             v = cpu_s(w.pid)
             if v is not None:
                 out[w.name] = v
+            # Its source job's binlog reader process (sources/reader_process.py), if any.
+            kids = [c for c in map(cpu_s, child_pids(w.pid)) if c is not None]
+            if kids:
+                out[f"{w.name}/reader"] = sum(kids)
         for name, pid in (
             ("broker", self.broker.pid if self.broker else None),
             ("mariadbd", self.db.pid if self.db else None),

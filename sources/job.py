@@ -46,6 +46,7 @@ from sources.mysql import (
 )
 from sources.position import BinlogPosition
 from sources.progress import JobProgress, read_progress
+from sources.reader_process import ReaderProcess
 from sources.resnapshot import ResnapshotRequest
 from sources.schema import TableSchema, load_schema, load_schemas
 from sources.schema_changes import PendingChange, control_event, partition_keys
@@ -438,7 +439,8 @@ class SourceJob:
             budget.acquire(len(txn.changes))
             handoff.put(txn)
 
-        reader = BinlogReader(
+        reader_type = ReaderProcess if self.settings.source_reader_process else BinlogReader
+        reader = reader_type(
             connection_settings(
                 self._address.host, self._address.port, self._address.user, self._address.password
             ),
