@@ -41,6 +41,17 @@ never reached the delivery topic and was never read again). A send made while an
 processes an event now goes through the producer of that event's partition, so the forward and
 the source offset commit in one transaction.
 
+Faust's committed offsets fell ever further behind on transactional topics (every CDC and
+delivery topic): each transaction ends in a commit marker, an offset no consumer receives, so
+Faust records a "gap" per marker, and its gap intervals also cover the offset of the message read
+(off by one). Filled into the list of acknowledged offsets, that offset is there twice, and
+Faust's search for the first run of consecutive offsets stops at the duplicate: each commit moved
+a CDC partition 2 offsets on while the job wrote ~10 a second (robinhood/faust#625, #559;
+faust-streaming#606). Every rebalance then re-read everything since the committed offset: after a
+failover the CDC agent forwarded ~400 old messages again, the sink re-applied ~24,000 changes, and
+the first new change waited behind them. ``_new_offset`` now takes the acknowledged offsets and
+gaps as a set: the same rule (first consecutive run, nothing past a hole), without duplicates.
+
 Two Faust races were hidden by that 10-second recovery wait and came out once it was gone (e2e
 failover and job distribution tests, 3 failures in 8 runs; 0 in 6 since):
 
@@ -58,6 +69,7 @@ failover and job distribution tests, 3 failures in 8 runs; 0 in 6 since):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections.abc import Mapping, Set
@@ -283,6 +295,41 @@ async def _send(
     )
 
 
+def _new_offset(self: Any, tp: TP) -> int | None:
+    """The offset to commit for ``tp``: one past the first run of consecutive offsets that are
+    acknowledged or known gaps (markers), or None. Faust's own version stops at a duplicate, and
+    its gaps duplicate the offset of the message that revealed them (see above)."""
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    done = set(acked)
+    top = max(done)
+    gaps = self._gap.get(tp)
+    if gaps and gaps.overlaps(0, top):
+        # Gaps up to the newest acknowledged offset only; the rest stays for later.
+        for iv in gaps.overlap(0, top):
+            done.update(range(iv.begin, min(iv.end, top + 1)))
+        gaps.chop(0, top + 1)
+    ordered = sorted(done)
+    committed = self._committed_offset[tp]
+    index = self._acked_index[tp]
+    if committed is not None:
+        stale = bisect.bisect_left(ordered, committed)  # already committed
+        index.difference_update(ordered[:stale])
+        ordered = ordered[stale:]
+        # A hole right after the committed offset (more than the one marker Faust allows for):
+        # a message before the acknowledged ones is still being processed.
+        if not ordered or ordered[0] - committed > 1:
+            acked[:] = ordered
+            return None
+    end = 0
+    while end + 1 < len(ordered) and ordered[end + 1] == ordered[end] + 1:
+        end += 1
+    index.difference_update(ordered[: end + 1])
+    acked[:] = ordered[end + 1 :]
+    return ordered[end] + 1
+
+
 _fetch_max_wait_ms: int | None = None
 _faust_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
 
@@ -313,6 +360,7 @@ def apply_faust_fixes(fetch_max_wait_ms: int | None = None) -> None:
     buffer_cls.flush = _buffer_flush
     consumer_cls: Any = Consumer
     consumer_cls.commit_and_end_transactions = _commit_and_end_transactions
+    consumer_cls._new_offset = _new_offset
     producer_cls: Any = Producer
     producer_cls.commit_transactions = _commit_transactions
     manager_cls: Any = TransactionManager

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, load
+from bench import baselines, failover_trace, load
 from bench.dataset import (
     COLUMNS,
     SRC,
@@ -152,6 +152,11 @@ class Phases:
         if not self.o.profile:
             return None
         return Recorder(w.pid, self.s.out / f"profile-{phase}", rate=self.o.profile_rate)
+
+    @staticmethod
+    def _runner_cpu(cpu_s: dict[str, float], name: str) -> float:
+        """The job's worker and its binlog reader process: what the profile samples."""
+        return cpu_s.get(name, 0.0) + cpu_s.get(f"{name}/reader", 0.0)
 
     def _profile_end(
         self, phase: str, rec: Recorder | None, worker_cpu: float, records: int
@@ -303,7 +308,7 @@ class Phases:
             "timeline": timeline[:: max(1, len(timeline) // 60)] + timeline[-1:],
             "cpu": self._cpu_summary(run["cpu0"], cpu1, n),
         }
-        cpu_w = self.details["snapshot"]["cpu"]["cpu_s"].get(run["runner"].name, 0)
+        cpu_w = self._runner_cpu(self.details["snapshot"]["cpu"]["cpu_s"], run["runner"].name)
         self._profile_end("snapshot", run["rec"], cpu_w, n)
         log(
             f"snapshot: {n:,} rows in {seconds:.1f}s = {n / seconds:,.0f} rows/s "
@@ -359,7 +364,7 @@ class Phases:
             "timeline": timeline[:: max(1, len(timeline) // 60)] + timeline[-1:],
             "cpu": self._cpu_summary(run["cpu0"], cpu1, events),
         }
-        cpu_w = self.details["cdc"]["cpu"]["cpu_s"].get(run["runner"].name, 0)
+        cpu_w = self._runner_cpu(self.details["cdc"]["cpu"]["cpu_s"], run["runner"].name)
         self._profile_end("cdc", run["rec"], cpu_w, events)
         log(
             f"cdc: {events:,} events drained in {seconds:.1f}s = {events / seconds:,.0f}/s "
@@ -499,10 +504,34 @@ class Phases:
         self.s.spawn(load.stamp_writer, self.s.mysql, ids, rate, 180.0, None, stop, res)
         time.sleep(3)
         assert self.s.pg is not None
+        # Where everything stands just before the kill (the timeline below is told from it).
+        at_kill: dict[str, Any] = {
+            "group_offsets": self.s.group_lag(),
+            "kafka_end_offsets": failover_trace.kafka_offsets(
+                self.s.broker.bootstrap, self.s.app_id
+            ),
+        }
+        rs = runner.status() or {}
+        job = (rs.get("jobs") or {}).get(JOB) or {}
+        at_kill["runner_job"] = {k: job.get(k) for k in ("phase", "position", "events",
+                                                          "last_commit_at")}  # fmt: skip
+        at_kill["runner_sinks"] = rs.get("sinks")
+        at_kill["target_lag_s"] = self._lag_s()
+        at_kill["target_progress_pos"] = self._target_progress_pos()
         log(f"failover: SIGKILL {runner.name} (runs the job); {survivor.name} survives")
         self.s.mem.forget(runner.name)
         t_kill = time.time()
         runner.kill()
+        # Every change whose binlog position ends after this one was written after the kill.
+        kill_pos = master_position(self.conn)
+        at_kill["binlog_position"] = f"{kill_pos[0]}:{kill_pos[1]}"
+        at_kill["job_bytes_behind_binlog"] = failover_trace.bytes_behind(
+            job.get("position"), kill_pos
+        )
+        at_kill["job_last_commit_age_s"] = (
+            round(t_kill - job["last_commit_at"], 2) if job.get("last_commit_at") else None
+        )
+        samples: list[dict[str, Any]] = []
         t_flow = t_takeover = None
         crash: dict[str, Any] | None = None
         deadline = time.monotonic() + 150
@@ -528,9 +557,22 @@ class Phases:
             ).fetchone()
             if row and row[0] is not None and float(row[0]) > t_kill:
                 t_flow = t_poll
-            if t_takeover is None and (survivor.job(JOB) or {}).get("phase") == "streaming":
+            st = survivor.status() or {}
+            sj = (st.get("jobs") or {}).get(JOB) or {}
+            if t_takeover is None and sj.get("phase") == "streaming":
                 t_takeover = time.time()
+            sample = {
+                "phase": sj.get("phase"),
+                "position": sj.get("position"),
+                "events": sj.get("events"),
+                "applied": sum(
+                    int(x.get("changes_applied", 0)) for x in (st.get("sinks") or {}).values()
+                ),
+            }
+            if not samples or {k: samples[-1][k] for k in sample} != sample:
+                samples.append({"t": round(time.time() - t_kill, 2), **sample})
             time.sleep(0.1)
+        group_after = self.s.group_lag()
         time.sleep(3)
         stop.set()
         w = res.get(timeout=30)
@@ -541,6 +583,19 @@ class Phases:
         self.details["failover"] = {
             "survivor_crashed": crash,
             "job_streaming_on_survivor_s": round(t_takeover - t_kill, 2) if t_takeover else None,
+            "at_kill": at_kill,
+            "timeline": failover_trace.failover_timeline(
+                self.s.broker.bootstrap,
+                self.s.app_id,
+                survivor,
+                t_kill,
+                kill_pos,
+                at_kill["kafka_end_offsets"],
+                samples,
+                t_flow,
+            ),
+            "survivor_samples": samples,
+            "group_offsets_at_flow": group_after,
             "writer": w,
             "session_timeout_s": self.s.worker_env()["SLUICE_SESSION_TIMEOUT_S"],
             "heartbeat_interval_s": self.s.worker_env()["SLUICE_HEARTBEAT_INTERVAL_S"],
@@ -612,6 +667,15 @@ class Phases:
         if not row or row[0] is None:
             return None
         return round(time.time() - float(row[0]), 1)
+
+    def _target_progress_pos(self) -> str | None:
+        """The newest source position the SQL sink has committed (its progress table)."""
+        assert self.s.pg is not None
+        try:
+            row = self.s.pg.execute('SELECT max(_sluice_pos) FROM "_sluice_progress"').fetchone()
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None if not row else row[0]
 
     def _stable_runner(self, live: list[Worker], timeout: float) -> Worker:
         """The worker running the job once the group has settled (same runner 3 s in a row)."""

@@ -48,6 +48,7 @@ class Recorder:
                 "--rate",
                 str(rate),
                 "--nonblocking",
+                "--subprocesses",  # the binlog reader process (sources/reader_process.py)
                 "--full-filenames",
                 "--format",
                 "raw",
@@ -83,7 +84,12 @@ def _files(frames: list[str]) -> str:
 def classify(frames: list[str]) -> str:
     """The part of the hot path a stack belongs to (frames outermost first)."""
     s = _files(frames)
-    if "pymysqlreplication" in s or "sources/binlog.py" in s or "sources/snapshot.py" in s:
+    if (
+        "pymysqlreplication" in s
+        or "sources/binlog.py" in s
+        or "sources/snapshot.py" in s
+        or "sources/reader_process.py" in s
+    ):
         return "reader"
     if "sinks/" in s or "sqlalchemy" in s or "psycopg" in s:
         return "writer"
