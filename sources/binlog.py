@@ -35,6 +35,7 @@ from pymysqlreplication.row_event import (
     UpdateRowsEvent,
     WriteRowsEvent,
 )
+from pymysqlreplication.table import Table
 
 from sources.position import BinlogPosition
 from sources.schema import TableSchema
@@ -52,6 +53,37 @@ _OPENING = (MariadbGtidEvent, QueryEvent, TableMapEvent, WriteRowsEvent, UpdateR
 _TXN_BEGIN = frozenset({"BEGIN", "XA START", "START TRANSACTION"})
 _TXN_END = frozenset({"COMMIT", "ROLLBACK"})
 _MARIADB_GTID_STANDALONE = 0x01  # FL_STANDALONE: the group is one statement, no BEGIN/COMMIT
+
+
+def _table_init(
+    self: Any,
+    table_id: int,
+    schema: str,
+    table: str,
+    columns: list[Any],
+    primary_key: Any = None,
+    column_name_flag: bool = False,
+) -> None:
+    """pymysqlreplication's ``Table.__init__``, reading each column's name and key flag as
+    attributes. The library builds a dict of every column's attributes twice per column to read
+    them (``Column.data``), on every table map, which MariaDB writes before every statement:
+    ~9% of the reader's time on a 8-column table. Same result."""
+    if primary_key is None:
+        names = [c.name for c in columns if c.is_primary]
+        primary_key = "" if not names else names[0] if len(names) == 1 else tuple(names)
+    self.__dict__.update(
+        {
+            "table_id": table_id,
+            "schema": schema,
+            "table": table,
+            "columns": columns,
+            "primary_key": primary_key,
+            "column_name_flag": column_name_flag,
+        }
+    )
+
+
+Table.__init__ = _table_init
 
 
 def connection_settings(host: str, port: int, user: str, password: str) -> dict[str, Any]:
@@ -85,7 +117,8 @@ class BinlogReader:
         self._settings = settings
         self._server_id = server_id
         self._start = start
-        self._wants = wants
+        self._filter = wants
+        self._wanted: dict[tuple[str, str], bool] = {}
         self._max_items = max_items
         self._stop = threading.Event()
         # Table id → schema of its table map, for the rows of the current transaction. Schemas
@@ -98,6 +131,16 @@ class BinlogReader:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _wants(self, database: str, table: str) -> bool:
+        """The filter's answer, remembered: asked for every row event and table map."""
+        key = (database, table)
+        found = self._wanted.get(key)
+        if found is None:
+            if len(self._wanted) >= 65536:
+                self._wanted.clear()
+            found = self._wanted[key] = self._filter(database, table)
+        return found
 
     def _on_table_map(self, ev: Any) -> None:
         body = _table_map_body(ev)

@@ -7,9 +7,8 @@ take turns on one core (docs/PERFORMANCE.md). Here a child process runs
 worker only unpickles. Same interface as the reader: :meth:`run` (blocking, in a thread of the
 worker) hands every transaction to ``emit``, :meth:`stop` ends it.
 
-- Batching: the child queues transactions and a sender thread pickles whatever is queued in one
-  message, so a busy reader sends a few large messages rather than one per transaction, and an
-  idle one sends a lone transaction within ``linger_s``.
+- Batching: the child queues transactions; a busy reader sends every ``BATCH_SIZE`` of them in
+  one message itself, and a sender thread sends what a quiet one queued within ``linger_s``.
 - Schemas are sent once: a row's :class:`TableSchema` is replaced by a number in the pickle
   (``persistent_id``) and its first use sends it; the worker sees the same object for the same
   shape, as with the thread reader (sources/job.py compares them by identity first).
@@ -46,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _ITEMS, _SCHEMA, _ERROR = "items", "schema", "error"
+# Transactions per message when the reader is busy; a quiet one sends what it has after linger_s.
+BATCH_SIZE = 64
 
 
 class ReaderProcess:
@@ -171,13 +172,16 @@ def _child(
             kept.append(payload[1])
         conn.send_bytes(pickle.dumps((kind, payload), pickle.HIGHEST_PROTOCOL))
 
+    sending = threading.Lock()  # one batch at a time, so batches leave in order
+
     def flush() -> None:
-        batch = [queue.popleft() for _ in range(len(queue))]
-        if not batch:
-            return
-        buf = io.BytesIO()
-        _SchemaRefs(buf, known, send).dump(batch)
-        send(_ITEMS, buf.getvalue())
+        with sending:
+            batch = [queue.popleft() for _ in range(len(queue))]
+            if not batch:
+                return
+            buf = io.BytesIO()
+            _SchemaRefs(buf, known, send).dump(batch)
+            send(_ITEMS, buf.getvalue())
         budget.release(sum(len(t.changes) for t in batch))
 
     def sender() -> None:
@@ -190,7 +194,9 @@ def _child(
     def emit(txn: SourceTransaction) -> None:
         budget.acquire(len(txn.changes))
         queue.append(txn)
-        if not queued.is_set():
+        if len(queue) >= BATCH_SIZE:
+            flush()  # a busy reader sends itself: no hand-over to the sender thread
+        elif not queued.is_set():
             queued.set()
 
     thread = threading.Thread(target=sender, name="sender", daemon=True)
