@@ -199,10 +199,10 @@ sinks:
 
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        async def read() -> dict[str, Any]:
+        async def read(group: str) -> dict[str, Any]:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.broker.bootstrap,
-                group_id=self.app_id,
+                group_id=group,
                 enable_auto_commit=False,
                 isolation_level="read_committed",
             )
@@ -229,10 +229,18 @@ sinks:
             finally:
                 await consumer.stop()
 
-        try:
-            return asyncio.run(asyncio.wait_for(read(), 30))
-        except Exception as exc:
-            return {"error": f"{type(exc).__name__}: {exc}"}
+        out: dict[str, Any] = {}
+        # The sink group of --sink-workers has its own offsets (and delivery topic).
+        for group in (self.app_id, f"{self.app_id}-sinks"):
+            try:
+                found = asyncio.run(asyncio.wait_for(read(group), 30))
+            except Exception as exc:
+                found = {"error": f"{type(exc).__name__}: {exc}"}
+            if group == self.app_id:
+                out.update(found)
+            elif any(v.get("committed") is not None for v in found.values() if isinstance(v, dict)):
+                out.update({f"{group}:{k}": v for k, v in found.items()})
+        return out
 
     # ------------------------------------------------------------------ accounting
 
