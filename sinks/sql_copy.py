@@ -13,7 +13,6 @@ what COPY writes is what the ``INSERT`` path would have bound.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,7 +20,9 @@ import sqlalchemy as sa
 
 # Below this many rows the multi-row INSERT is as fast and needs no staging table.
 MIN_ROWS = 64
-_stage_names = itertools.count()
+# One name, dropped after each use: the statements' text stays the same from batch to batch, so
+# SQLAlchemy's compiled cache and the driver's prepared statements are reused, not filled.
+STAGE = "_sluice_stage"
 
 Processor = Callable[[Any], Any] | None
 
@@ -47,7 +48,7 @@ def upsert(
         table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
     ]
     prep = dialect.identifier_preparer
-    stage = f"_sluice_stage_{next(_stage_names)}"
+    stage = STAGE
     columns = ", ".join(prep.quote(n) for n in names)
     conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {prep.quote(stage)} (LIKE {prep.format_table(table)}) "
@@ -67,5 +68,5 @@ def upsert(
         cursor.close()
     staged = sa.table(stage, *(sa.column(n) for n in names))
     conn.execute(upsert_from(sa.select(*(staged.c[n] for n in names))))
-    # Several tables (or shapes) may be staged in one transaction: free this one now.
+    # Several tables (or shapes) may be staged in one transaction: free the name now.
     conn.exec_driver_sql(f"DROP TABLE {prep.quote(stage)}")
