@@ -65,6 +65,11 @@ def test_changes_reach_postgres_through_real_workers(
         return target_rows(pg_url, table, COLUMNS)
 
     wait_until_equal(source, target, on_timeout=w1.log_tail)
+    # The table existed before the worker started: its topic was created and subscribed before
+    # the worker joined, so the snapshot needed no rebalance (agents/discovery.py).
+    log = w1.log_path.read_text(errors="replace")
+    assert f"{unique}.{database}.{table}" in log.split("Joined group", 1)[0]
+    assert "subscribing to new CDC topics" not in log
 
     with conn.cursor() as cur:
         cur.execute(f"INSERT INTO {src} VALUES (100,'zoë 🚀','paid',99.99,'',NOW(6),'[1,2]')")
