@@ -42,6 +42,7 @@ from aiokafka.protocol.metadata import MetadataRequest_v0
 __all__ = [
     "BrokerStartError",
     "EmbeddedBroker",
+    "die_with_parent",
     "find_free_port",
     "main",
     "port_is_free",
@@ -90,10 +91,12 @@ def port_is_free(host: str, port: int) -> bool:
 _PR_SET_PDEATHSIG = 1
 
 
-def _make_die_with_parent(parent_pid: int) -> None:
-    """Child-side (between fork and exec): get SIGTERM when the spawning thread dies.
+def die_with_parent(parent_pid: int) -> None:
+    """In a child process (between fork and exec, or first thing): get SIGTERM when the thread
+    that spawned it dies, and exit at once if the parent is already gone.
 
-    Keeps a broker from outliving a test run that was killed (Linux only).
+    Keeps a broker from outliving a test run that was killed, and a worker's binlog reader
+    process from outliving its worker (Linux only).
     """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
@@ -258,7 +261,7 @@ class EmbeddedBroker:
             and sys.platform.startswith("linux")
             and threading.current_thread() is threading.main_thread()
         ):
-            preexec = functools.partial(_make_die_with_parent, os.getpid())
+            preexec = functools.partial(die_with_parent, os.getpid())
 
         t0 = time.monotonic()
         with open(self._log_path, "ab") as log:

@@ -22,7 +22,6 @@ worker) hands every transaction to ``emit``, :meth:`stop` ends it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import logging
 import multiprocessing
@@ -36,6 +35,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from app.broker import die_with_parent
 from sources.handoff import ItemBudget
 from sources.position import BinlogPosition
 from sources.schema import TableSchema
@@ -43,7 +43,6 @@ from sources.txn_parts import SourceTransaction
 
 logger = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _ITEMS, _SCHEMA, _ERROR = "items", "schema", "error"
 # Transactions per message when the reader is busy; a quiet one sends what it has after linger_s.
 BATCH_SIZE = 64
@@ -137,14 +136,6 @@ class _SchemaRefs(pickle.Pickler):
         return loaded
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != parent_pid:  # the worker was gone before prctl took effect
-        os._exit(1)
-
-
 def _child(
     conn: Connection,
     parent_pid: int,
@@ -156,7 +147,8 @@ def _child(
     linger_s: float,
     max_queued_items: int,
 ) -> None:
-    _die_with_parent(parent_pid)
+    if sys.platform.startswith("linux"):
+        die_with_parent(parent_pid)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     from sources.binlog import BinlogReader
 

@@ -10,11 +10,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from app.broker import EmbeddedBroker
 from devstack.mariadb import PrivateMariaDB
 from devstack.postgres import create_database, drop_database
+from sources.mysql import SourceAddress
 from tests.support.worker import WorkerProcess
 
 _ids = itertools.count(1)
@@ -54,6 +56,21 @@ def pg_url() -> Iterator[str]:
 def unique() -> str:
     """A name unique in this test run: app ids, topic prefixes, databases."""
     return f"t{os.getpid()}x{next(_ids)}x{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def source_conn(mariadb: PrivateMariaDB, unique: str) -> Iterator[pymysql.connections.Connection]:
+    """A connection to the private MariaDB with a fresh database named ``unique`` (dropped at
+    the end)."""
+    conn = SourceAddress(mariadb.host, mariadb.port, mariadb.user, mariadb.password).connect()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{unique}`")
+    try:
+        yield conn
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{unique}`")
+        conn.close()
 
 
 @pytest.fixture

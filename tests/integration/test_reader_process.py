@@ -12,32 +12,19 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymysql
 import pytest
 
 from devstack.mariadb import PrivateMariaDB
-from sources.binlog import BinlogReader, RowChange, SourceTransaction, connection_settings
+from sources.binlog import BinlogReader, RowChange, connection_settings
 from sources.mysql import SourceAddress, current_position
 from sources.position import BinlogPosition
 from sources.reader_process import ReaderProcess
+from tests.support.reader import read_until, run_reader
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def conn(mariadb: PrivateMariaDB, unique: str) -> Iterator[pymysql.connections.Connection]:
-    c = SourceAddress(mariadb.host, mariadb.port, mariadb.user, mariadb.password).connect()
-    with c.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{unique}`")
-    try:
-        yield c
-    finally:
-        with c.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{unique}`")
-        c.close()
 
 
 def _in_database(database: str, db: str, _table: str) -> bool:
@@ -54,41 +41,12 @@ def _make(kind: type, db: PrivateMariaDB, database: str, start: BinlogPosition) 
     )
 
 
-def _read_until(reader: Any, until: BinlogPosition) -> list[SourceTransaction]:
-    out: list[SourceTransaction] = []
-
-    def emit(txn: SourceTransaction) -> None:
-        out.append(txn)
-        if txn.position is not None and txn.position >= until:
-            reader.stop()
-
-    failure = _run(reader, emit, 60)
-    assert not failure, failure
-    return out
-
-
-def _run(reader: Any, emit: Callable[[SourceTransaction], None], timeout: float) -> list[Any]:
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            reader.run(emit)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), "the reader did not end"
-    return failure
-
-
 def test_the_process_hands_out_what_the_thread_reader_does(
-    mariadb: PrivateMariaDB, conn: pymysql.connections.Connection, unique: str
+    mariadb: PrivateMariaDB, source_conn: pymysql.connections.Connection, unique: str
 ) -> None:
     t = f"`{unique}`.t"
-    with conn.cursor() as cur:
-        start = current_position(conn)
+    with source_conn.cursor() as cur:
+        start = current_position(source_conn)
         cur.execute(
             f"CREATE TABLE {t} (id BIGINT PRIMARY KEY, d DECIMAL(12,2), at DATETIME(6), "
             "j JSON, s SET('a','b'), b BLOB)"
@@ -102,10 +60,10 @@ def test_the_process_hands_out_what_the_thread_reader_does(
         cur.execute(f"DELETE FROM {t} WHERE id % 7 = 0")
         cur.execute(f"ALTER TABLE {t} ADD COLUMN extra INT")
         cur.execute(f"INSERT INTO {t} (id, extra) VALUES (1000, 5)")
-        end = current_position(conn)
+        end = current_position(source_conn)
 
-    threaded = _read_until(_make(BinlogReader, mariadb, unique, start), end)
-    forked = _read_until(_make(ReaderProcess, mariadb, unique, start), end)
+    threaded = read_until(_make(BinlogReader, mariadb, unique, start), end)
+    forked = read_until(_make(ReaderProcess, mariadb, unique, start), end)
 
     assert forked == threaded
     assert sum(isinstance(c, RowChange) for t in forked for c in t.changes) == 300 + 120 + 43 + 1
@@ -115,7 +73,7 @@ def test_the_process_hands_out_what_the_thread_reader_does(
 
 def test_a_failure_of_the_reader_is_raised_in_the_caller(mariadb: PrivateMariaDB) -> None:
     missing = BinlogPosition.at("binlog.999999", 4)
-    failure = _run(_make(ReaderProcess, mariadb, "x", missing), lambda _t: None, 60)
+    failure = run_reader(_make(ReaderProcess, mariadb, "x", missing), lambda _t: None, 60)
     assert len(failure) == 1
     # The server's own error, as the in-thread reader raises it (ER_MASTER_FATAL_ERROR_READING).
     assert isinstance(failure[0], pymysql.err.OperationalError)
@@ -128,7 +86,7 @@ def test_stop_ends_the_reader_and_its_process(mariadb: PrivateMariaDB, unique: s
     reader = _make(ReaderProcess, mariadb, unique, start)
     threading.Timer(2.0, reader.stop).start()
     began = time.monotonic()
-    assert _run(reader, lambda _t: None, 30) == []
+    assert run_reader(reader, lambda _t: None, 30) == []
     assert time.monotonic() - began < 10
     assert not reader._process.is_alive()
 
@@ -145,5 +103,5 @@ def test_a_child_that_dies_is_an_error_not_a_hang(mariadb: PrivateMariaDB, uniqu
         os.kill(reader._process.pid, signal.SIGKILL)
 
     threading.Thread(target=kill).start()
-    failure = _run(reader, lambda _t: None, 30)
+    failure = run_reader(reader, lambda _t: None, 30)
     assert len(failure) == 1 and "exit code -9" in str(failure[0])

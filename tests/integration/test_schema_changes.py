@@ -27,7 +27,7 @@ from devstack.mariadb import PrivateMariaDB
 from sinks.sql import POS_COLUMN, SqlTarget
 from sources.binlog import BinlogReader, RowChange, SourceTransaction, Statement
 from sources.binlog import connection_settings as binlog_settings
-from sources.mysql import SourceAddress, current_position
+from sources.mysql import current_position
 from sources.position import BinlogPosition
 from sources.schema import Column, TableSchema, load_schema
 from sources.schema_history import refine
@@ -37,19 +37,6 @@ pytestmark = pytest.mark.integration
 
 
 # --------------------------------------------------------------------------- source side
-
-
-@pytest.fixture
-def source(mariadb: PrivateMariaDB, unique: str) -> Iterator[pymysql.connections.Connection]:
-    conn = SourceAddress(mariadb.host, mariadb.port, mariadb.user, mariadb.password).connect()
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{unique}`")
-    try:
-        yield conn
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{unique}`")
-        conn.close()
 
 
 def _execute(conn: pymysql.connections.Connection, *statements: str) -> None:
@@ -110,16 +97,16 @@ EVERY_TYPE = """
 
 
 def test_the_table_map_gives_information_schemas_schema_for_every_type(
-    mariadb: PrivateMariaDB, source: pymysql.connections.Connection, unique: str
+    mariadb: PrivateMariaDB, source_conn: pymysql.connections.Connection, unique: str
 ) -> None:
-    start = current_position(source)
+    start = current_position(source_conn)
     _execute(
-        source,
+        source_conn,
         f"CREATE TABLE `{unique}`.every ({EVERY_TYPE})",
         f"INSERT INTO `{unique}`.every (b, j, id, k2) VALUES (1, 2, 3, 'x')",
     )
     (row,) = _rows(read_binlog(mariadb, start, unique, until=2))
-    expected = load_schema(source, unique, "every")
+    expected = load_schema(source_conn, unique, "every")
     assert expected is not None and row.schema is not None
     # Column by column first, so a failure names the type.
     assert [c.to_json() for c in row.schema.columns] == [c.to_json() for c in expected.columns]
@@ -128,18 +115,18 @@ def test_the_table_map_gives_information_schemas_schema_for_every_type(
 
 
 def test_what_the_table_map_cannot_carry_comes_from_the_history(
-    mariadb: PrivateMariaDB, source: pymysql.connections.Connection, unique: str
+    mariadb: PrivateMariaDB, source_conn: pymysql.connections.Connection, unique: str
 ) -> None:
-    start = current_position(source)
+    start = current_position(source_conn)
     _execute(
-        source,
+        source_conn,
         f"""CREATE TABLE `{unique}`.details (
             id INT(5) ZEROFILL PRIMARY KEY, f FLOAT(7,3), flag BOOL, g POINT,
             s SET('é','ü') CHARACTER SET latin1, e ENUM('à','b') CHARACTER SET latin1)""",
         f"INSERT INTO `{unique}`.details (id) VALUES (1)",
     )
     (row,) = _rows(read_binlog(mariadb, start, unique, until=2))
-    known = load_schema(source, unique, "details")
+    known = load_schema(source_conn, unique, "details")
     assert row.schema is not None and known is not None
     derived = {c.name: c.column_type for c in row.schema.columns}
     assert derived == {
@@ -162,13 +149,13 @@ def test_what_the_table_map_cannot_carry_comes_from_the_history(
 
 
 def test_rows_read_after_an_alter_keep_the_shape_they_were_written_in(
-    mariadb: PrivateMariaDB, source: pymysql.connections.Connection, unique: str
+    mariadb: PrivateMariaDB, source_conn: pymysql.connections.Connection, unique: str
 ) -> None:
     """The reader lags: everything happened before it reads. Each row has its own shape."""
     t = f"`{unique}`.lagging"
-    start = current_position(source)
+    start = current_position(source_conn)
     _execute(
-        source,
+        source_conn,
         f"CREATE TABLE {t} (id INT PRIMARY KEY, v VARCHAR(10))",
         f"INSERT INTO {t} VALUES (1, 'old')",
         f"ALTER TABLE {t} ADD COLUMN w INT NOT NULL DEFAULT 0, MODIFY v VARCHAR(40)",
@@ -198,11 +185,11 @@ def test_rows_read_after_an_alter_keep_the_shape_they_were_written_in(
 
 
 def test_a_statement_inside_a_transaction_stays_in_it(
-    mariadb: PrivateMariaDB, source: pymysql.connections.Connection, unique: str
+    mariadb: PrivateMariaDB, source_conn: pymysql.connections.Connection, unique: str
 ) -> None:
-    start = current_position(source)
+    start = current_position(source_conn)
     _execute(
-        source,
+        source_conn,
         f"CREATE TABLE `{unique}`.src (id INT PRIMARY KEY, v INT)",
         f"INSERT INTO `{unique}`.src VALUES (1, 10), (2, 20)",
         f"CREATE TABLE `{unique}`.copy (PRIMARY KEY (id)) AS SELECT * FROM `{unique}`.src",

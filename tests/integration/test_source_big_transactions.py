@@ -7,34 +7,19 @@ out exactly the items not yet handed out, at the same positions (they derive fro
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
 import pymysql
 import pytest
 
 from devstack.mariadb import PrivateMariaDB
 from sources.binlog import BinlogReader, RowChange, SourceTransaction, connection_settings
-from sources.mysql import SourceAddress, current_position
+from sources.mysql import current_position
 from sources.position import BinlogPosition
+from tests.support.reader import read_until
 
 pytestmark = pytest.mark.integration
 
 ROWS = 2_500
 PART = 400
-
-
-@pytest.fixture
-def conn(mariadb: PrivateMariaDB, unique: str) -> Iterator[pymysql.connections.Connection]:
-    c = SourceAddress(mariadb.host, mariadb.port, mariadb.user, mariadb.password).connect()
-    with c.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{unique}`")
-    try:
-        yield c
-    finally:
-        with c.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{unique}`")
-        c.close()
 
 
 def _read(
@@ -48,27 +33,7 @@ def _read(
         wants=lambda d, _t: d == database,
         max_items=PART,
     )
-    out: list[SourceTransaction] = []
-
-    def emit(txn: SourceTransaction) -> None:
-        out.append(txn)
-        if txn.position is not None and txn.position >= until:
-            reader.stop()
-
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            reader.run(emit)
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive(), "the reader did not reach the end of the transaction"
-    assert not failure, failure
-    return out
+    return read_until(reader, until)
 
 
 def _placed(parts: list[SourceTransaction]) -> list[tuple[str, str, object]]:
@@ -81,19 +46,19 @@ def _placed(parts: list[SourceTransaction]) -> list[tuple[str, str, object]]:
 
 
 def test_a_large_transaction_is_read_in_parts_and_resumed_inside(
-    mariadb: PrivateMariaDB, conn: pymysql.connections.Connection, unique: str
+    mariadb: PrivateMariaDB, source_conn: pymysql.connections.Connection, unique: str
 ) -> None:
     table = f"`{unique}`.t"
-    with conn.cursor() as cur:
+    with source_conn.cursor() as cur:
         cur.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, v VARCHAR(20))")
-        before = current_position(conn)
+        before = current_position(source_conn)
         cur.execute(f"INSERT INTO {table} VALUES (0, 'small')")  # a small one before
-        conn.begin()
+        source_conn.begin()
         cur.execute(f"INSERT INTO {table} SELECT seq, 'big' FROM `{unique}`.seq_1_to_{ROWS}")
         cur.execute(f"UPDATE {table} SET v = 'changed' WHERE id BETWEEN 1 AND 10")
-        conn.commit()
+        source_conn.commit()
         cur.execute(f"INSERT INTO {table} VALUES ({ROWS + 1}, 'small')")  # a small one after
-        end = current_position(conn)
+        end = current_position(source_conn)
 
     first = _read(mariadb, unique, before, end)
     big = [t for t in first if t.anchor is not None]
@@ -116,12 +81,12 @@ def test_a_large_transaction_is_read_in_parts_and_resumed_inside(
 
 
 def test_transactions_carry_the_servers_gtid(
-    mariadb: PrivateMariaDB, conn: pymysql.connections.Connection, unique: str
+    mariadb: PrivateMariaDB, source_conn: pymysql.connections.Connection, unique: str
 ) -> None:
     """Each transaction, whole or split, carries the GTID MariaDB gave it."""
-    with conn.cursor() as cur:
+    with source_conn.cursor() as cur:
         cur.execute(f"CREATE TABLE `{unique}`.g (id INT PRIMARY KEY)")
-        start = current_position(conn)
+        start = current_position(source_conn)
         gtids = []
         for first, n in ((1, 100), (1000, PART + 100)):  # whole, then split in two parts
             cur.execute("BEGIN")
@@ -131,7 +96,7 @@ def test_transactions_carry_the_servers_gtid(
             cur.execute("COMMIT")
             cur.execute("SELECT @@last_gtid")
             gtids.append(cur.fetchone()[0])
-        until = current_position(conn)
+        until = current_position(source_conn)
     parts = [t for t in _read(mariadb, unique, start, until) if t.changes]
     assert {t.gtid for t in parts[:1]} == {gtids[0]}
     assert len(parts) == 3 and {t.gtid for t in parts[1:]} == {gtids[1]}
